@@ -1,0 +1,56 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from .models import ApiKey, Message, MessageAttachment
+from .services import delete_attachment
+
+
+@admin.register(MessageAttachment)
+class MessageAttachmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "media_hash", "link", "mime_type", "size", "expires_at", "created_at")
+    list_filter = ("mime_type",)
+    search_fields = ("media_hash", "original_filename", "sha256")
+    readonly_fields = (
+        "media_hash",
+        "short_url",
+        "file",
+        "mime_type",
+        "size",
+        "sha256",
+        "created_at",
+        "expires_at",
+    )
+    raw_id_fields = ("message",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="short URL")
+    def link(self, obj: MessageAttachment) -> str:
+        if not obj.short_url:
+            return "-"
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>', obj.short_url, obj.short_url
+        )
+
+    def delete_model(self, request, obj: MessageAttachment) -> None:
+        delete_attachment(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            delete_attachment(obj)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "direction", "number", "status", "created_at")
+    list_filter = ("direction", "status")
+    search_fields = ("number",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "is_active", "created_at")
+    readonly_fields = ("prefix", "key_hash", "created_at")
+    list_filter = ("is_active",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # keys are issued by `manage.py create_api_key`, which shows them once

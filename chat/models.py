@@ -1,0 +1,158 @@
+"""The chat domain: messages, their attachments, and the API keys that upload them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from mediacache.hashes import new_media_hash
+from mediacache.objects import MediaObject
+
+_HASH_ATTEMPTS = 5
+
+
+def retention() -> timedelta:
+    return timedelta(days=settings.MEDIACACHE["RETENTION_DAYS"])
+
+
+def short_url_for(media_hash: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/media/{media_hash}"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        OUTBOUND = "out", "outbound"
+        INBOUND = "in", "inbound"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+        RECEIVED = "received"
+
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    number = models.CharField(max_length=64, help_text="The remote WhatsApp number or JID.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.number} ({self.status})"
+
+
+class MessageAttachment(models.Model):
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments"
+    )
+    file = models.FileField(max_length=255, help_text="Object key in the configured store.")
+    original_filename = models.CharField(max_length=255, blank=True)
+    mime_type = models.CharField(max_length=127)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # As existing deployments have them (see DESIGN.md): keep the shape exactly.
+    # NULL, not "", for "no hash yet": unique allows many NULLs but only one "".
+    media_hash = models.CharField(max_length=32, unique=True, db_index=True, null=True, blank=True)
+    short_url = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.media_hash or '-'} {self.mime_type} {self.size} B"
+
+    def save(self, *args, **kwargs) -> None:
+        """Give the row its short link; draw a new hash on the (rare) collision."""
+        if self.expires_at is None:
+            self.expires_at = (self.created_at or timezone.now()) + retention()
+        if self.media_hash:
+            self.short_url = short_url_for(self.media_hash)
+            return super().save(*args, **kwargs)
+        for attempt in range(_HASH_ATTEMPTS):
+            self.media_hash = new_media_hash()
+            self.short_url = short_url_for(self.media_hash)
+            try:
+                with transaction.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError:
+                taken = MessageAttachment.objects.filter(media_hash=self.media_hash).exists()
+                if not taken or attempt == _HASH_ATTEMPTS - 1:
+                    self.media_hash = self.short_url = None
+                    raise
+        return None
+
+    def media_object(self) -> MediaObject:
+        """What the serving engine needs to know to serve this attachment."""
+        return MediaObject(
+            media_hash=self.media_hash or "",
+            key=self.file.name,
+            content_type=self.mime_type,
+            size=self.size,
+            sha256=self.sha256,
+            expires_at=self.expires_at.timestamp() if self.expires_at else None,
+            filename=self.original_filename,
+        )
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def verify(self, raw_key: str) -> ApiKey | None:
+        """The active key matching ``raw_key``, compared in constant time."""
+        prefix = ApiKey.prefix_of(raw_key)
+        if prefix is None:
+            return None
+        key = self.filter(prefix=prefix, is_active=True).first()
+        if key is None or not hmac.compare_digest(key.key_hash, ApiKey.digest(raw_key)):
+            return None
+        return key
+
+
+class ApiKey(models.Model):
+    """A bearer key for the API. Only its SHA-256 is stored: the key itself is shown once."""
+
+    PREFIX = "mck_"
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=8, unique=True)
+    key_hash = models.CharField(max_length=64)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.PREFIX}{self.prefix}_…)"
+
+    @staticmethod
+    def digest(raw_key: str) -> str:
+        # Keys carry 256 random bits: a fast hash is enough, no stretching needed.
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def prefix_of(cls, raw_key: str) -> str | None:
+        if not raw_key.startswith(cls.PREFIX) or len(raw_key) < 20 or raw_key[12] != "_":
+            return None
+        return raw_key[4:12]
+
+    @classmethod
+    def issue(cls, name: str) -> tuple[ApiKey, str]:
+        """Create a key; returns the row and the raw key, which is not stored."""
+        for _ in range(_HASH_ATTEMPTS):
+            prefix = secrets.token_hex(4)
+            raw = f"{cls.PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+            try:
+                with transaction.atomic():
+                    return cls.objects.create(
+                        name=name, prefix=prefix, key_hash=cls.digest(raw)
+                    ), raw
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not allocate a unique API key prefix")

@@ -1,0 +1,101 @@
+"""Taking an upload in: size limit while streaming, SHA-256 on the way, type from the bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import uuid
+from dataclasses import dataclass
+
+import magic
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler
+from django.utils import timezone
+
+SNIFF_BYTES = 4096
+
+# libmagic names some types differently from what players and gateways expect,
+# and mimetypes' first guess is not always the common extension.
+_EXTENSIONS = {
+    "audio/ogg": ".ogg",
+    "audio/opus": ".opus",
+    "audio/mpeg": ".mp3",
+    "audio/mp4": ".m4a",
+    "audio/x-m4a": ".m4a",
+    "audio/aac": ".aac",
+    "audio/x-wav": ".wav",
+    "audio/wav": ".wav",
+    "audio/webm": ".weba",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "video/3gpp": ".3gp",
+    "application/pdf": ".pdf",
+    "text/plain": ".txt",
+    "text/html": ".html",
+    "image/svg+xml": ".svg",
+    "application/zip": ".zip",
+    "application/octet-stream": ".bin",
+}
+
+
+class UploadTooLarge(Exception):
+    """The upload passed ``MEDIA_MAX_UPLOAD_BYTES``; raised mid-stream, before it is all read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upload exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class HashingLimitedUploadHandler(FileUploadHandler):
+    """First in the handler chain: counts and hashes each file's chunks as they arrive.
+
+    The digests end up in ``request.upload_sha256[field_name]``; the chunks go on
+    to Django's usual handlers (memory for small files, a temporary file otherwise).
+    """
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self._limit = settings.MEDIACACHE["MAX_UPLOAD_BYTES"]
+        self._received = 0
+        self._sha256 = hashlib.sha256()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self._received += len(raw_data)
+        if self._received > self._limit:
+            raise UploadTooLarge(self._limit)
+        self._sha256.update(raw_data)
+        return raw_data
+
+    def file_complete(self, file_size: int):
+        digests = getattr(self.request, "upload_sha256", None)
+        if digests is None:
+            digests = self.request.upload_sha256 = {}
+        digests[self.field_name] = self._sha256.hexdigest()
+        return None  # let the next handler build the file
+
+
+@dataclass(frozen=True, slots=True)
+class SniffedType:
+    mime_type: str
+    extension: str
+
+
+def sniff(head: bytes) -> SniffedType:
+    """The real type of a file from its first bytes; the client's claim is ignored."""
+    mime_type = magic.from_buffer(head, mime=True) or "application/octet-stream"
+    if mime_type == "application/ogg" and b"OpusHead" in head:
+        mime_type = "audio/ogg"
+    extension = _EXTENSIONS.get(mime_type) or mimetypes.guess_extension(mime_type) or ".bin"
+    return SniffedType(mime_type, extension)
+
+
+def new_object_key(extension: str) -> str:
+    """``chat/YYYY/MM/DD/<uuid>.<ext>``: the lifecycle prefix, never the client's name."""
+    now = timezone.now()
+    prefix = settings.MEDIACACHE["KEY_PREFIX"]
+    return f"{prefix}{now:%Y/%m/%d}/{uuid.uuid4().hex}{extension}"

@@ -1,0 +1,214 @@
+"""Settings for Mediacache, read from the environment (12-factor).
+
+Every knob the service has is here, with its default; the README's configuration
+table mirrors this file. Unset S3_BUCKET means a local directory store, unset
+REDIS_URL means the in-process cache only, unset DATABASE_URL means SQLite: the
+embedded defaults that `make run` uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("MEDIACACHE_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+# --- Django core -----------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "mediacache",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Object store ----------------------------------------------------------------
+# S3 (MinIO or AWS) through django-storages when S3_BUCKET is set; a local
+# directory otherwise. Attachments live under MEDIA_KEY_PREFIX, the prefix the
+# bucket's lifecycle rule covers.
+
+S3_BUCKET = env_str("S3_BUCKET")
+MEDIA_ROOT = env_str("MEDIA_ROOT") or str(VAR_DIR / "media")
+if S3_BUCKET:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
+            "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+            "region_name": env_str("S3_REGION") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+            "addressing_style": env_str("S3_ADDRESSING_STYLE") or None,
+        },
+    }
+else:
+    DEFAULT_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    }
+STORAGES = {
+    "default": DEFAULT_STORAGE,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Mediacache ------------------------------------------------------------------
+
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+REDIS_URL = env_str("REDIS_URL")
+
+MEDIACACHE = {
+    # Where a hash is turned into an object: the host app's resolver.
+    "RESOLVER": env_str("MEDIA_RESOLVER", "chat.resolver.resolve_media"),
+    "KEY_PREFIX": env_str("MEDIA_KEY_PREFIX", "chat/"),
+    "REDIS_URL": REDIS_URL,
+    "REDIS_TIMEOUT": env_float("MEDIA_REDIS_TIMEOUT", 0.1),
+    "REDIS_RETRY_AFTER": env_float("MEDIA_REDIS_RETRY_AFTER", 1.0),
+    "CACHE_TTL": env_int("MEDIA_CACHE_TTL", 7 * 24 * 3600),
+    "RETENTION_DAYS": env_int("MEDIA_RETENTION_DAYS", 30),
+    "CACHE_MAX_OBJECT_BYTES": env_int("MEDIA_CACHE_MAX_OBJECT_BYTES", 8 * 1024 * 1024),
+    "L1_BYTES": env_int("MEDIA_L1_BYTES", 64 * 1024 * 1024),
+    "L1_TTL": env_float("MEDIA_L1_TTL", 60.0),
+    "NEGATIVE_TTL": env_int("MEDIA_NEGATIVE_TTL", 60),
+    "STORE_RETRY_AFTER": env_int("MEDIA_STORE_RETRY_AFTER", 5),
+    "STORE_THREADS": env_int("MEDIA_STORE_THREADS", 16),
+    "STREAM_CHUNK_BYTES": env_int("MEDIA_STREAM_CHUNK_BYTES", 256 * 1024),
+    "MAX_UPLOAD_BYTES": env_int("MEDIA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024),
+    "WARM_ON_UPLOAD": env_bool("MEDIA_WARM_ON_UPLOAD", False),
+}
+
+# Uploads: small ones stay in memory, larger ones spool to disk while streaming.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_HANDLERS = [
+    "chat.uploads.HashingLimitedUploadHandler",  # size limit + SHA-256 while streaming
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- Logging ---------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "text"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL, "propagate": True},
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,101 @@
+"""ASGI plumbing: route ``/media/`` to the media app, the rest to Django.
+
+Also owns the lifespan (one service per event loop, closed on shutdown) and a
+request-body limit that answers 413 before an oversized upload is spooled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .app import MediaApp
+from .engine import Engine
+
+logger = logging.getLogger("mediacache.asgi")
+
+_TOO_LARGE = b'{"error": "upload too large"}'
+
+
+class MediaRouter:
+    def __init__(self, django_app, engine: Engine, *, prefix: str = "/media/") -> None:
+        self.django_app = django_app
+        self.engine = engine
+        self.prefix = prefix
+        self.media_app: MediaApp | None = None
+
+    def _media(self) -> MediaApp:
+        if self.media_app is None:
+            settings = self.engine.settings
+            self.media_app = MediaApp(
+                self.engine.build_service(),
+                max_age=settings.CACHE_TTL,
+                retry_after=settings.STORE_RETRY_AFTER,
+            )
+        return self.media_app
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            return await self._media()(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        return await self.django_app(scope, receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._media()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.media_app is not None:
+                    await self.media_app.service.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class BodySizeLimit:
+    """413 for request bodies over ``limit`` bytes, checked while they stream in.
+
+    Django's ASGI handler reads the whole body before the view runs; without this
+    an oversized upload would be spooled to disk in full before being refused.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.limit:
+                    return await _too_large(send)
+                break
+        received = 0
+        exceeded = False
+
+        async def limited_receive():
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}  # makes Django stop reading
+            return message
+
+        await self.app(scope, limited_receive, send)
+        if exceeded:
+            await _too_large(send)
+
+
+async def _too_large(send) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_TOO_LARGE)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": _TOO_LARGE})

@@ -1,0 +1,112 @@
+"""One engine per process: the tiers, the store and the service, wired from settings.
+
+The serving app and the write side (warm after upload, purge on delete) share
+it, so a purge reaches this process's L1 at once and Redis for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+
+from django.core.files.storage import default_storage
+from django.utils.module_loading import import_string
+
+from .headers import build_cached
+from .lru import BytesLRU
+from .objects import MediaObject
+from .redis_tier import RedisTier, RedisWriter
+from .service import MediaService, Resolver
+from .settings import MediaSettings
+from .store import ObjectStore, store_for
+
+logger = logging.getLogger("mediacache.engine")
+
+
+class Engine:
+    def __init__(self, settings: MediaSettings) -> None:
+        self.settings = settings
+        # Without Redis the in-process tier is the only cache, so it keeps objects
+        # as long as Redis would; with Redis it is a short-lived hot front.
+        ttl = settings.L1_TTL if settings.REDIS_URL else float(settings.CACHE_TTL)
+        self.l1 = BytesLRU(settings.L1_BYTES, ttl, max_item_bytes=settings.CACHE_MAX_OBJECT_BYTES)
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.STORE_THREADS, thread_name_prefix="mediacache"
+        )
+
+    @classmethod
+    def from_django(cls, **overrides: object) -> Engine:
+        return cls(MediaSettings.from_django(**overrides))
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return store_for(default_storage)
+
+    @cached_property
+    def resolver(self) -> Resolver:
+        return import_string(self.settings.RESOLVER)
+
+    @cached_property
+    def writer(self) -> RedisWriter | None:
+        if not self.settings.REDIS_URL:
+            return None
+        return RedisWriter(self.settings.REDIS_URL, timeout=self.settings.REDIS_TIMEOUT)
+
+    def build_service(self) -> MediaService:
+        """A service for one event loop (async Redis clients are bound to their loop)."""
+        redis = None
+        if self.settings.REDIS_URL:
+            redis = RedisTier(
+                self.settings.REDIS_URL,
+                timeout=self.settings.REDIS_TIMEOUT,
+                retry_after=self.settings.REDIS_RETRY_AFTER,
+            )
+        return MediaService(
+            self.settings,
+            resolver=self.resolver,
+            store=self.store,
+            l1=self.l1,
+            redis=redis,
+            executor=self.executor,
+        )
+
+    def warm(self, obj: MediaObject, body: bytes) -> None:
+        """Put an object in the caches now, so the first download is a hit."""
+        if obj.size > self.settings.CACHE_MAX_OBJECT_BYTES:
+            return
+        entry = build_cached(obj, body)
+        ttl = MediaService.ttl_for(self.settings, obj)
+        if ttl <= 0:
+            return
+        if self.writer is not None:
+            self.writer.put(entry, ttl)
+        self.l1.put(obj.media_hash, entry, ttl)
+
+    def purge(self, media_hash: str) -> bool:
+        """Forget an object in every tier this process can reach. False if Redis failed."""
+        self.l1.discard(media_hash)
+        if self.writer is not None:
+            return self.writer.delete(media_hash)
+        return True
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = Engine.from_django()
+    return _engine
+
+
+def reset_engine() -> None:
+    """Drop the process's engine (tests that change settings)."""
+    global _engine
+    with _engine_lock:
+        _engine = None
