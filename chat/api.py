@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import File, NinjaAPI, Schema
+from ninja import File, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 
@@ -114,7 +114,7 @@ def upload_attachment(request: HttpRequest, file: File[UploadedFile]):
         raise HttpError(400, "the file is empty")
     sha256 = getattr(request, "upload_sha256", {}).get("file", "")
     attachment = create_attachment(file, original_filename=file.name or "", sha256=sha256)
-    return 201, attachment
+    return Status(201, attachment)
 
 
 @api.get(
@@ -133,4 +133,4 @@ def get_attachment(request: HttpRequest, attachment_id: int):
 )
 def remove_attachment(request: HttpRequest, attachment_id: int):
     delete_attachment(get_object_or_404(MessageAttachment, pk=attachment_id))
-    return 204, None
+    return Status(204, None)

@@ -14,9 +14,13 @@ _FIELDS = ("file", "mime_type", "size", "sha256", "expires_at", "original_filena
 def resolve_media(media_hash: str) -> MediaObject | None:
     """Called from the engine's thread pool, outside any Django request.
 
-    ``close_old_connections`` gives these long-lived threads the same connection
-    hygiene a request would (drop a broken or too-old connection first).
+    ``close_old_connections`` around the query gives these long-lived threads the
+    connection hygiene of a request: a broken or too-old connection is dropped
+    before, and with ``CONN_MAX_AGE=0`` the connection is closed after.
     """
     close_old_connections()
-    attachment = MessageAttachment.objects.only(*_FIELDS).filter(media_hash=media_hash).first()
+    try:
+        attachment = MessageAttachment.objects.only(*_FIELDS).filter(media_hash=media_hash).first()
+    finally:
+        close_old_connections()
     return attachment.media_object() if attachment else None

@@ -26,8 +26,10 @@ logger = logging.getLogger("mediacache.engine")
 
 
 class Engine:
-    def __init__(self, settings: MediaSettings) -> None:
+    def __init__(self, settings: MediaSettings, *, store: ObjectStore | None = None) -> None:
         self.settings = settings
+        if store is not None:
+            self.__dict__["store"] = store  # fills the cached_property
         # Without Redis the in-process tier is the only cache, so it keeps objects
         # as long as Redis would; with Redis it is a short-lived hot front.
         ttl = settings.L1_TTL if settings.REDIS_URL else float(settings.CACHE_TTL)
@@ -37,8 +39,8 @@ class Engine:
         )
 
     @classmethod
-    def from_django(cls, **overrides: object) -> Engine:
-        return cls(MediaSettings.from_django(**overrides))
+    def from_django(cls, *, store: ObjectStore | None = None, **overrides: object) -> Engine:
+        return cls(MediaSettings.from_django(**overrides), store=store)
 
     @cached_property
     def store(self) -> ObjectStore:

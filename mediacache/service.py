@@ -102,23 +102,45 @@ class MediaService:
         return Lookup(entry.obj, entry, True, tier)
 
     async def _single_flight(self, media_hash: str) -> Lookup:
-        """Many concurrent misses of one object cause one fetch; all share its outcome."""
+        """Many concurrent misses of one object cause one fetch; all share its outcome.
+
+        The flight stays registered until the Redis fill has landed, so a request
+        whose Redis GET raced the fetch cannot start a second one.
+        """
+        cached = self.l1.get(media_hash)  # filled while this request awaited Redis?
+        if isinstance(cached, CachedMedia):
+            return self._fresh_hit(cached, "l1")
         future = self._inflight.get(media_hash)
         if future is None:
-            future = asyncio.ensure_future(self._fill(media_hash))
+            future = asyncio.get_running_loop().create_future()
             self._inflight[media_hash] = future
-            future.add_done_callback(lambda f: self._forget_inflight(media_hash, f))
+            self._in_background(self._fly(media_hash, future))
         try:
             async with asyncio.timeout(self.settings.SINGLE_FLIGHT_WAIT):
                 return await asyncio.shield(future)
         except TimeoutError as exc:
             raise Unavailable("timed out waiting for the store") from exc
 
-    def _forget_inflight(self, media_hash: str, future: asyncio.Future[Lookup]) -> None:
+    async def _fly(self, media_hash: str, future: asyncio.Future[Lookup]) -> None:
+        try:
+            lookup = await self._fill(media_hash)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters that timed out must not leave a warning
+            self._land(media_hash, future)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        future.set_result(lookup)
+        try:
+            if lookup.entry is not None and self.redis is not None:
+                await self.redis.put(lookup.entry, self.ttl_for(self.settings, lookup.obj))
+        finally:
+            self._land(media_hash, future)
+
+    def _land(self, media_hash: str, future: asyncio.Future[Lookup]) -> None:
         if self._inflight.get(media_hash) is future:
             del self._inflight[media_hash]
-        if not future.cancelled():
-            future.exception()  # retrieved: waiters that timed out must not leave a warning
 
     async def _fill(self, media_hash: str) -> Lookup:
         loop = asyncio.get_running_loop()
@@ -154,19 +176,13 @@ class MediaService:
             )
             obj = replace(obj, size=len(body))
         entry = build_cached(obj, body)
-        self.fill_tiers(entry)
+        self.l1.put(media_hash, entry, self.ttl_for(self.settings, obj))
         return Lookup(obj, entry, False, "store")
 
     @staticmethod
     def ttl_for(settings: MediaSettings, obj: MediaObject) -> int:
         """Seconds to keep an object in Redis: never past its expiry in the store."""
         return int(min(settings.CACHE_TTL, seconds_left(obj)))
-
-    def fill_tiers(self, entry: CachedMedia) -> None:
-        ttl = self.ttl_for(self.settings, entry.obj)
-        self.l1.put(entry.obj.media_hash, entry, ttl)
-        if self.redis is not None:
-            self._in_background(self.redis.put(entry, ttl))
 
     async def _remember_gone(self, media_hash: str) -> None:
         self.l1.put_gone(media_hash, self.settings.NEGATIVE_TTL)

@@ -1,0 +1,21 @@
+"""Test settings: the real services named by TEST_DATABASE_URL and TEST_REDIS_URL.
+
+The S3 endpoint (moto's server mode) is started by the suite and swapped in by a
+session fixture in conftest.py, since its port is known only then.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
+os.environ["DATABASE_URL"] = os.environ.get(
+    "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
+)
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+os.environ.setdefault("MEDIACACHE_VAR_DIR", "/tmp/mediacache-tests")
+os.environ["DATABASE_CONN_MAX_AGE"] = "0"
+
+from config.settings import *  # noqa: F403
+
+ALLOWED_HOSTS = ["*"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
