@@ -39,10 +39,25 @@ class Message(models.Model):
     direction = models.CharField(max_length=3, choices=Direction.choices)
     number = models.CharField(max_length=64, help_text="The remote WhatsApp number or JID.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    caption = models.TextField(blank=True)
+    # Evolution's ``key.id``: the WhatsApp message id, for sends and received messages.
+    evolution_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    error = models.TextField(blank=True, help_text="Why the last send failed.")
+    attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # A webhook delivered twice must store one message.
+            models.UniqueConstraint(
+                fields=["direction", "evolution_id"],
+                condition=models.Q(evolution_id__isnull=False),
+                name="chat_message_unique_evolution_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.number} ({self.status})"
@@ -59,6 +74,8 @@ class MessageAttachment(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set when the object was deleted from the store after expiry (local store purge).
+    purged_at = models.DateTimeField(null=True, blank=True)
     # As existing deployments have them (see DESIGN.md): keep the shape exactly.
     # NULL, not "", for "no hash yet": unique allows many NULLs but only one "".
     media_hash = models.CharField(max_length=32, unique=True, db_index=True, null=True, blank=True)
