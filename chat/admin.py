@@ -39,11 +39,40 @@ class MessageAttachmentAdmin(admin.ModelAdmin):
             delete_attachment(obj)
 
 
+class AttachmentInline(admin.TabularInline):
+    model = MessageAttachment
+    fields = ("media_hash", "short_url", "mime_type", "size", "expires_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "direction", "number", "status", "created_at")
+    list_display = ("id", "direction", "number", "status", "attempts", "error", "created_at")
     list_filter = ("direction", "status")
-    search_fields = ("number",)
+    search_fields = ("number", "evolution_id")
+    readonly_fields = ("evolution_id", "error", "attempts", "sent_at", "created_at", "updated_at")
+    inlines = [AttachmentInline]
+    actions = ["resend_failed"]
+
+    @admin.action(description="Re-send selected failed messages")
+    def resend_failed(self, request, queryset) -> None:
+        from .sending import claim_for_resend, send_message
+
+        outcomes = {"sent": 0, "failed": 0, "skipped": 0}
+        for message_id in queryset.values_list("pk", flat=True):
+            message = claim_for_resend(message_id)
+            if message is None:
+                outcomes["skipped"] += 1
+                continue
+            outcomes[send_message(message).status] += 1
+        self.message_user(
+            request,
+            "Re-sent: {sent} sent, {failed} failed, {skipped} skipped (not failed).".format(
+                **outcomes
+            ),
+        )
 
 
 @admin.register(ApiKey)

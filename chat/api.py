@@ -17,7 +17,15 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 
 from .auth import ApiKeyAuth
-from .models import MessageAttachment
+from .gateway import GatewayNotConfigured, ensure_configured
+from .models import Message, MessageAttachment
+from .sending import (
+    InvalidNumber,
+    claim_for_resend,
+    create_outbound,
+    normalize_number,
+    send_message,
+)
 from .services import StoreWriteFailed, create_attachment, delete_attachment
 from .uploads import UploadTooLarge
 
@@ -44,6 +52,30 @@ class AttachmentOut(Schema):
     expires_at: datetime
 
 
+class MessageOut(Schema):
+    id: int
+    direction: str
+    number: str
+    status: str
+    caption: str
+    evolution_id: str | None
+    error: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    attachment: AttachmentOut | None
+
+    @staticmethod
+    def resolve_attachment(message: Message) -> MessageAttachment | None:
+        return message.attachments.first()
+
+
+class SendIn(Schema):
+    number: str
+    attachment_id: int
+    caption: str = ""
+
+
 class ErrorOut(Schema):
     error: str
     detail: object | None = None
@@ -66,7 +98,9 @@ def _unauthorized(request, exc):
 
 @api.exception_handler(ValidationError)
 def _invalid(request, exc: ValidationError):
-    return _error(request, 400, "invalid request", exc.errors)
+    # Only where and what: echoing the input back could be large or unserializable.
+    detail = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in exc.errors]
+    return _error(request, 400, "invalid request", detail)
 
 
 @api.exception_handler(UploadTooLarge)
@@ -82,6 +116,16 @@ def _http_error(request, exc: HttpError):
 @api.exception_handler(StoreWriteFailed)
 def _store_down(request, exc):
     return _error(request, 503, "object store unavailable, nothing was stored", Retry_After="5")
+
+
+@api.exception_handler(GatewayNotConfigured)
+def _no_gateway(request, exc):
+    return _error(request, 503, str(exc))
+
+
+@api.exception_handler(InvalidNumber)
+def _bad_number(request, exc):
+    return _error(request, 400, str(exc))
 
 
 @api.exception_handler(DatabaseError)
@@ -134,3 +178,94 @@ def get_attachment(request: HttpRequest, attachment_id: int):
 def remove_attachment(request: HttpRequest, attachment_id: int):
     delete_attachment(get_object_or_404(MessageAttachment, pk=attachment_id))
     return Status(204, None)
+
+
+_SEND_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SendIn.json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["number", "file"],
+                    "properties": {
+                        "number": {"type": "string"},
+                        "caption": {"type": "string"},
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+        },
+    }
+}
+_SEND_RESPONSES = {201: MessageOut, 502: MessageOut, **_ERRORS, 404: ErrorOut}
+
+
+@api.post(
+    "/messages/",
+    response=_SEND_RESPONSES,
+    summary="Send an attachment to a WhatsApp number through Evolution API",
+    openapi_extra=_SEND_BODY,
+)
+def send(request: HttpRequest):
+    """JSON ``{number, attachment_id, caption?}``, or multipart ``file`` + ``number`` (+ caption).
+
+    Audio goes as a voice note (PTT); the rest through sendMedia. 201 when Evolution
+    accepted it; 502 with the message (``status: failed``, ``error``) when it did not.
+    """
+    ensure_configured()  # before anything is stored or recorded
+    if request.content_type == "multipart/form-data":
+        if "file" not in request.FILES:
+            raise HttpError(400, "multipart sends need a 'file' field")
+        payload = SendIn(
+            number=request.POST.get("number", ""),
+            attachment_id=0,
+            caption=request.POST.get("caption", ""),
+        )
+        number = normalize_number(payload.number)
+        upload = request.FILES["file"]
+        if upload.size == 0:
+            raise HttpError(400, "the file is empty")
+        sha256 = getattr(request, "upload_sha256", {}).get("file", "")
+        attachment = create_attachment(upload, original_filename=upload.name or "", sha256=sha256)
+    else:
+        payload = _parse_json(request, SendIn)
+        number = normalize_number(payload.number)
+        attachment = get_object_or_404(MessageAttachment, pk=payload.attachment_id)
+        if attachment.message_id is not None:
+            raise HttpError(400, "this attachment already belongs to a message")
+    message = send_message(create_outbound(number, attachment, payload.caption))
+    return Status(201 if message.status == Message.Status.SENT else 502, message)
+
+
+@api.get("/messages/{message_id}", response={200: MessageOut, 401: ErrorOut, 404: ErrorOut})
+def get_message(request: HttpRequest, message_id: int):
+    return get_object_or_404(Message, pk=message_id)
+
+
+@api.post(
+    "/messages/{message_id}/resend",
+    response={201: MessageOut, 502: MessageOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+    summary="Send a failed message again",
+)
+def resend(request: HttpRequest, message_id: int):
+    get_object_or_404(Message, pk=message_id, direction=Message.Direction.OUTBOUND)
+    message = claim_for_resend(message_id)
+    if message is None:
+        raise HttpError(409, "only failed messages can be re-sent")
+    message = send_message(message)
+    return Status(201 if message.status == Message.Status.SENT else 502, message)
+
+
+def _parse_json(request: HttpRequest, schema: type[Schema]):
+    import json
+
+    import pydantic
+
+    try:
+        return schema.model_validate(json.loads(request.body or b"null"))
+    except json.JSONDecodeError as exc:
+        raise HttpError(400, f"body is not valid JSON: {exc.msg}") from exc
+    except pydantic.ValidationError as exc:
+        raise ValidationError(exc.errors(include_url=False)) from exc

@@ -85,13 +85,17 @@ class SniffedType:
     extension: str
 
 
+def extension_for(mime_type: str) -> str:
+    base = mime_type.split(";", 1)[0].strip().lower()
+    return _EXTENSIONS.get(base) or mimetypes.guess_extension(base) or ".bin"
+
+
 def sniff(head: bytes) -> SniffedType:
     """The real type of a file from its first bytes; the client's claim is ignored."""
     mime_type = magic.from_buffer(head, mime=True) or "application/octet-stream"
     if mime_type == "application/ogg" and b"OpusHead" in head:
         mime_type = "audio/ogg"
-    extension = _EXTENSIONS.get(mime_type) or mimetypes.guess_extension(mime_type) or ".bin"
-    return SniffedType(mime_type, extension)
+    return SniffedType(mime_type, extension_for(mime_type))
 
 
 def new_object_key(extension: str) -> str:

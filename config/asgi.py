@@ -13,6 +13,7 @@ def build_application(engine=None):
     from django.core.asgi import get_asgi_application
 
     django_app = get_asgi_application()
+    _refuse_bad_configuration()
     if settings.DEBUG:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
@@ -25,6 +26,16 @@ def build_application(engine=None):
     # Multipart framing adds a little to the file itself.
     limit = engine.settings.MAX_UPLOAD_BYTES + 64 * 1024
     return MediaRouter(BodySizeLimit(django_app, limit), engine)
+
+
+def _refuse_bad_configuration() -> None:
+    """Django runs system checks for manage.py commands only; a server must too."""
+    from django.core import checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    errors = [m for m in checks.run_checks(tags=["mediacache"]) if m.is_serious()]
+    if errors:
+        raise ImproperlyConfigured("; ".join(f"{e.msg} {e.hint or ''}".strip() for e in errors))
 
 
 application = build_application()

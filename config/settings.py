@@ -183,6 +183,20 @@ MEDIACACHE = {
     "WARM_ON_UPLOAD": env_bool("MEDIA_WARM_ON_UPLOAD", False),
 }
 
+# --- Evolution API (WhatsApp gateway) ---------------------------------------------
+
+EVOLUTION = {
+    "API_URL": env_str("EVOLUTION_API_URL").rstrip("/"),
+    "API_KEY": env_str("EVOLUTION_API_KEY"),
+    "INSTANCE": env_str("EVOLUTION_INSTANCE"),
+    "API_VERSION": env_int("EVOLUTION_API_VERSION", 2),
+    "CONNECT_TIMEOUT": env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0),
+    "READ_TIMEOUT": env_float("EVOLUTION_READ_TIMEOUT", 60.0),
+    "MAX_RETRIES": env_int("EVOLUTION_MAX_RETRIES", 2),
+    # Shared secret of the inbound webhook (header X-Webhook-Secret or the URL path).
+    "WEBHOOK_SECRET": env_str("EVOLUTION_WEBHOOK_SECRET"),
+}
+
 # Uploads: small ones stay in memory, larger ones spool to disk while streaming.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_HANDLERS = [
@@ -190,7 +204,8 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Bodies read into memory (the webhook's JSON with base64 media): 413 above this.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("WEBHOOK_MAX_BYTES", 24 * 1024 * 1024)
 
 # --- Logging ---------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ and the service itself under uvicorn on a loopback port."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 from tests.servers import RunningServer, S3Server, serve_asgi
+
+# moto's request recorder writes to this file (default: ./moto_recording).
+os.environ.setdefault("MOTO_RECORDER_FILEPATH", "/tmp/mediacache-tests-moto-recording")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUCKET = "mediacache-test"

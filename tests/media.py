@@ -31,3 +31,9 @@ def pdf() -> bytes:
 
 
 HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
+
+
+def mp4() -> bytes:
+    """An ISO base media header: enough for libmagic to say video/mp4."""
+    ftyp = b"ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
+    return (len(ftyp) + 4).to_bytes(4, "big") + ftyp + b"\x00\x00\x00\x08free" + b"\x00" * 512
