@@ -7,7 +7,16 @@ from .services import delete_attachment
 
 @admin.register(MessageAttachment)
 class MessageAttachmentAdmin(admin.ModelAdmin):
-    list_display = ("id", "media_hash", "link", "mime_type", "size", "expires_at", "created_at")
+    list_display = (
+        "id",
+        "media_hash",
+        "link",
+        "mime_type",
+        "size",
+        "expires_at",
+        "purged_at",
+        "created_at",
+    )
     list_filter = ("mime_type",)
     search_fields = ("media_hash", "original_filename", "sha256")
     readonly_fields = (
@@ -19,6 +28,7 @@ class MessageAttachmentAdmin(admin.ModelAdmin):
         "sha256",
         "created_at",
         "expires_at",
+        "purged_at",
     )
     raw_id_fields = ("message",)
     date_hierarchy = "created_at"

@@ -42,14 +42,14 @@ api = NinjaAPI(
 
 class AttachmentOut(Schema):
     id: int
-    media_hash: str
-    short_url: str
+    media_hash: str | None  # None for rows from before short links, until the backfill
+    short_url: str | None
     mime_type: str
     size: int
     sha256: str
     original_filename: str
     created_at: datetime
-    expires_at: datetime
+    expires_at: datetime | None
 
 
 class MessageOut(Schema):

@@ -83,6 +83,14 @@ class MessageAttachment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # purge_expired_media asks for expired rows not yet purged.
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(purged_at__isnull=True),
+                name="chat_att_expiring_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.media_hash or '-'} {self.mime_type} {self.size} B"

@@ -45,7 +45,7 @@ class MediaRouter:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._media()
+                self._media().service.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.media_app is not None:

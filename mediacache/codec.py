@@ -1,9 +1,16 @@
-"""The Redis value format: metadata and raw body in one string, one GET per hit.
+"""The Redis value format: metadata and raw body, fetched in one round trip.
 
 ``MC1`` + 4-byte big-endian metadata length + compact JSON + body. No pickle
 (nothing executable comes out of Redis), no base64 (no 33% overhead). A
-remembered 404 is the 3-byte tombstone ``MC0`` under the same key, so one GET
-answers both questions.
+remembered 404 is the 3-byte tombstone ``MC0`` under the same key.
+
+Values over 32 KiB are split in two keys, ``media:{hash}`` and ``media:{hash}:t``,
+read together with one MGET. Redis takes big arguments straight from its query
+buffer, and jemalloc rounds every allocation up to a size class spaced a quarter
+of a power of two apart: a 50 KB value lands in a 56 KiB class and wastes 15%.
+Cutting the head just under a class boundary puts it in an exact class and the
+small tail wastes almost nothing (measured on Redis 7.0: 1.15x -> 1.007x of the
+raw bytes for 50 KB objects; README, "Performance").
 """
 
 from __future__ import annotations
@@ -15,8 +22,11 @@ from .objects import MediaObject
 
 MAGIC = b"MC1"
 TOMBSTONE = b"MC0"
+TAIL_SUFFIX = ":t"
 _LEN = struct.Struct(">I")
 _HEADER = len(MAGIC) + _LEN.size
+_SPLIT_ABOVE = 32 * 1024  # Redis's PROTO_MBULK_BIG_ARG
+_SLACK = 16  # sds header, terminator and CRLF that share the allocation
 
 
 class CorruptEntry(ValueError):
@@ -27,24 +37,46 @@ def redis_key(media_hash: str) -> str:
     return f"media:{media_hash}"
 
 
-def encode(obj: MediaObject, body: bytes) -> bytes:
+def tail_key(media_hash: str) -> str:
+    return f"media:{media_hash}{TAIL_SUFFIX}"
+
+
+def size_class_floor(n: int) -> int:
+    """The largest jemalloc size class not above ``n`` (classes: 4 per power of two)."""
+    if n <= 4096:
+        return n
+    step = 1 << (n.bit_length() - 3)
+    return n // step * step
+
+
+def encode(obj: MediaObject, body: bytes) -> tuple[bytes, bytes | None]:
+    """(head, tail): the tail is None when the value is stored whole."""
     meta = json.dumps(
-        [obj.key, obj.content_type, obj.size, obj.sha256, obj.expires_at, obj.filename],
+        [obj.key, obj.content_type, obj.size, obj.sha256, obj.expires_at, obj.filename,
+         len(body)],
         separators=(",", ":"),
-    ).encode()
-    return b"".join((MAGIC, _LEN.pack(len(meta)), meta, body))
+    ).encode()  # fmt: skip
+    value = b"".join((MAGIC, _LEN.pack(len(meta)), meta, body))
+    if len(value) <= _SPLIT_ABOVE:
+        return value, None
+    cut = size_class_floor(len(value)) - _SLACK
+    return value[:cut], value[cut:]
 
 
-def decode(media_hash: str, value: bytes) -> tuple[MediaObject, bytes]:
-    if value[:3] != MAGIC or len(value) < _HEADER:
+def decode(media_hash: str, head: bytes, tail: bytes | None = None) -> tuple[MediaObject, bytes]:
+    if head[:3] != MAGIC or len(head) < _HEADER:
         raise CorruptEntry(media_hash)
-    (meta_len,) = _LEN.unpack_from(value, 3)
+    (meta_len,) = _LEN.unpack_from(head, 3)
     try:
-        key, content_type, size, sha256, expires_at, filename = json.loads(
-            value[_HEADER : _HEADER + meta_len]
+        key, content_type, size, sha256, expires_at, filename, body_len = json.loads(
+            head[_HEADER : _HEADER + meta_len]
         )
     except (ValueError, TypeError) as exc:
         raise CorruptEntry(media_hash) from exc
-    body = value[_HEADER + meta_len :]
+    body = head[_HEADER + meta_len :]
+    if tail:
+        body += tail
+    if len(body) != body_len:
+        raise CorruptEntry(media_hash)  # half of a split value (evicted, or being written)
     obj = MediaObject(media_hash, key, content_type, size, sha256, expires_at, filename)
     return obj, body

@@ -54,7 +54,14 @@ class Engine:
     def writer(self) -> RedisWriter | None:
         if not self.settings.REDIS_URL:
             return None
-        return RedisWriter(self.settings.REDIS_URL, timeout=self.settings.REDIS_TIMEOUT)
+        return RedisWriter(
+            self.settings.REDIS_URL,
+            timeout=self.settings.REDIS_TIMEOUT,
+            # Outlasts any fill that raced the delete (fills never overwrite it).
+            tombstone_ttl=max(
+                self.settings.NEGATIVE_TTL, int(self.settings.SINGLE_FLIGHT_WAIT) * 2
+            ),
+        )
 
     def build_service(self) -> MediaService:
         """A service for one event loop (async Redis clients are bound to their loop)."""
@@ -87,8 +94,12 @@ class Engine:
         self.l1.put(obj.media_hash, entry, ttl)
 
     def purge(self, media_hash: str) -> bool:
-        """Forget an object in every tier this process can reach. False if Redis failed."""
-        self.l1.discard(media_hash)
+        """Forget an object in every tier, in every process. False if Redis failed.
+
+        This process's L1 at once; Redis, and through its invalidation channel
+        every other process's L1, when Redis is configured.
+        """
+        self.l1.invalidate(media_hash)
         if self.writer is not None:
             return self.writer.delete(media_hash)
         return True

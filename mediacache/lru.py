@@ -28,6 +28,9 @@ class BytesLRU:
         self._items: OrderedDict[str, tuple[object, float, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        # When each key was last invalidated: a fill that started earlier must not
+        # put back what a deletion just removed.
+        self._invalidated: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -50,24 +53,45 @@ class BytesLRU:
             self._items.move_to_end(key)
             return value
 
-    def put(self, key: str, value: CachedMedia, ttl: float | None = None) -> None:
+    def put(
+        self, key: str, value: CachedMedia, ttl: float | None = None, since: float | None = None
+    ) -> None:
+        """Keep ``value``, unless ``key`` was invalidated after ``since`` (a monotonic time)."""
         cost = len(value.body) + _ENTRY_OVERHEAD
         if cost > self.max_item_bytes or self.max_bytes <= 0:
             return
-        self._store(key, value, cost, self.ttl if ttl is None else min(ttl, self.ttl))
+        self._store(key, value, cost, self.ttl if ttl is None else min(ttl, self.ttl), since)
 
     def put_gone(self, key: str, ttl: float) -> None:
         if self.max_bytes > 0:
-            self._store(key, GONE, _GONE_COST, min(ttl, self.ttl))
+            self._store(key, GONE, _GONE_COST, min(ttl, self.ttl), None)
 
-    def _store(self, key: str, value: object, cost: int, ttl: float) -> None:
+    def invalidate(self, key: str) -> None:
+        """Forget ``key`` and refuse fills of it that started before now."""
+        now = time.monotonic()
+        with self._lock:
+            self._pop(key)
+            self._invalidated[key] = now
+            if len(self._invalidated) > 10_000:
+                horizon = now - 600
+                self._invalidated = {k: t for k, t in self._invalidated.items() if t > horizon}
+
+    def invalidated_since(self, key: str, since: float) -> bool:
+        return self._invalidated.get(key, -1.0) >= since
+
+    def _pop(self, key: str) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old[2]
+
+    def _store(self, key: str, value: object, cost: int, ttl: float, since: float | None) -> None:
         if ttl <= 0:
             return
         deadline = time.monotonic() + ttl
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[2]
+            if since is not None and self._invalidated.get(key, -1.0) >= since:
+                return
+            self._pop(key)
             self._items[key] = (value, deadline, cost)
             self._bytes += cost
             while self._bytes > self.max_bytes and self._items:
@@ -76,9 +100,7 @@ class BytesLRU:
 
     def discard(self, key: str) -> None:
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[2]
+            self._pop(key)
 
     def clear(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import redis
 import redis.asyncio as aioredis
@@ -25,11 +26,19 @@ from .objects import CachedMedia
 
 logger = logging.getLogger("mediacache.redis")
 
+# Deletions are announced here so every process drops its L1 copy at once.
+INVALIDATION_CHANNEL = "mediacache:invalidate"
 _ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError, codec.CorruptEntry)
+# Release a single-flight lock only if it is still ours.
+_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+def lock_key(media_hash: str) -> str:
+    return f"mediacache:fetching:{media_hash}"
 
 
 class CircuitBreaker:
-    """Open for ``retry_after`` seconds after a failure; then lets one call try."""
+    """Open for ``retry_after`` seconds after a failure; then lets calls try again."""
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
@@ -46,14 +55,12 @@ class CircuitBreaker:
             logger.warning("[MEDIA CACHE] redis unavailable, serving without it: %r", exc)
         self._open_until = time.monotonic() + self.retry_after
 
-    def reset(self) -> None:
-        self._open_until = 0.0
-
 
 class RedisTier:
     """Async access for the serving path."""
 
     def __init__(self, url: str, *, timeout: float, retry_after: float) -> None:
+        self.url = url
         self.timeout = timeout
         self.breaker = CircuitBreaker(retry_after)
         self.client = aioredis.Redis.from_url(
@@ -70,40 +77,128 @@ class RedisTier:
             return None
         try:
             async with asyncio.timeout(self.timeout):
-                value = await self.client.get(codec.redis_key(media_hash))
-            if value is None:
+                head, tail = await self.client.mget(
+                    codec.redis_key(media_hash), codec.tail_key(media_hash)
+                )
+            if head is None:
                 return None
-            if value == codec.TOMBSTONE:
+            if head == codec.TOMBSTONE:
                 return codec.TOMBSTONE
-            obj, body = codec.decode(media_hash, value)
-            return build_cached(obj, body)
+            return build_cached(*codec.decode(media_hash, head, tail))
+        except codec.CorruptEntry:
+            return None
         except _ERRORS as exc:
             self.breaker.trip(exc)
             return None
 
     async def put(self, entry: CachedMedia, ttl: int) -> None:
-        await self._set(entry.obj.media_hash, codec.encode(entry.obj, entry.body), ttl)
+        head, tail = codec.encode(entry.obj, entry.body)
+        await self._set(entry.obj.media_hash, head, tail, ttl)
 
     async def put_gone(self, media_hash: str, ttl: int) -> None:
-        await self._set(media_hash, codec.TOMBSTONE, ttl)
-
-    async def _set(self, media_hash: str, value: bytes, ttl: int) -> None:
         if ttl <= 0 or self.breaker.is_open:
             return
         try:
             async with asyncio.timeout(max(self.timeout, 1.0)):
-                await self.client.set(codec.redis_key(media_hash), value, ex=ttl)
+                await self.client.set(codec.redis_key(media_hash), codec.TOMBSTONE, ex=ttl)
         except _ERRORS as exc:
             self.breaker.trip(exc)
+
+    async def _set(self, media_hash: str, head: bytes, tail: bytes | None, ttl: int) -> None:
+        if ttl <= 0 or self.breaker.is_open:
+            return
+        try:
+            async with asyncio.timeout(max(self.timeout, 1.0)):
+                await _queue_set(self.client.pipeline(False), media_hash, head, tail, ttl).execute()
+        except _ERRORS as exc:
+            self.breaker.trip(exc)
+
+    async def lock(self, media_hash: str, token: str, ttl_ms: int) -> bool | None:
+        """Claim the fetch of an object across processes. None: Redis cannot tell."""
+        if self.breaker.is_open:
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.client.set(lock_key(media_hash), token, nx=True, px=ttl_ms))
+        except _ERRORS as exc:
+            self.breaker.trip(exc)
+            return None
+
+    async def is_locked(self, media_hash: str) -> bool:
+        if self.breaker.is_open:
+            return False
+        try:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self.client.exists(lock_key(media_hash)))
+        except _ERRORS as exc:
+            self.breaker.trip(exc)
+            return False
+
+    async def unlock(self, media_hash: str, token: str) -> None:
+        try:
+            async with asyncio.timeout(max(self.timeout, 1.0)):
+                await self.client.eval(_UNLOCK, 1, lock_key(media_hash), token)
+        except _ERRORS as exc:
+            self.breaker.trip(exc)
+
+    async def listen_for_invalidations(
+        self, on_invalidate: Callable[[str], None], on_gap: Callable[[], None]
+    ) -> None:
+        """Run forever: call ``on_invalidate(hash)`` per announced deletion.
+
+        ``on_gap`` runs whenever messages may have been missed (not yet subscribed,
+        connection lost), so the caller can drop everything it cached meanwhile.
+        """
+        client = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=max(self.timeout, 1.0),
+            retry=AsyncRetry(NoBackoff(), 0),
+        )
+        backoff = 0.1
+        try:
+            while True:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(INVALIDATION_CHANNEL)
+                    on_gap()  # whatever was announced before this point is lost to us
+                    backoff = 0.1
+                    while True:
+                        message = await pubsub.get_message(timeout=5.0)
+                        if message is None:
+                            await pubsub.ping()  # a dead connection shows up here
+                        elif message["type"] == "message":
+                            on_invalidate(message["data"].decode())
+                except (redis.RedisError, OSError) as exc:
+                    on_gap()
+                    logger.warning("[MEDIA CACHE] invalidation channel lost: %r", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                finally:
+                    await pubsub.aclose()
+        finally:
+            await client.aclose()
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
+def _queue_set(pipe, media_hash: str, head: bytes, tail: bytes | None, ttl: int):
+    """Queue the writes of one cache fill on a (sync or async) pipeline and return it.
+
+    ``NX``: a fill never overwrites what is there, above all the tombstone a
+    deletion leaves, so a slow fill that raced a delete cannot bring it back.
+    """
+    if tail is not None:  # tail first: a reader that sees the head also sees its tail
+        pipe.set(codec.tail_key(media_hash), tail, ex=ttl)
+    pipe.set(codec.redis_key(media_hash), head, ex=ttl, nx=True)
+    return pipe
+
+
 class RedisWriter:
     """Blocking access for the write side (warm after upload, purge on delete)."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    def __init__(self, url: str, *, timeout: float, tombstone_ttl: int) -> None:
+        self.tombstone_ttl = tombstone_ttl
         self.client = redis.Redis.from_url(
             url,
             socket_timeout=max(timeout, 1.0),
@@ -114,18 +209,23 @@ class RedisWriter:
     def put(self, entry: CachedMedia, ttl: int) -> bool:
         if ttl <= 0:
             return False
+        head, tail = codec.encode(entry.obj, entry.body)
+        media_hash = entry.obj.media_hash
         try:
-            self.client.set(
-                codec.redis_key(entry.obj.media_hash), codec.encode(entry.obj, entry.body), ex=ttl
-            )
+            _queue_set(self.client.pipeline(False), media_hash, head, tail, ttl).execute()
             return True
         except (redis.RedisError, OSError) as exc:
-            logger.warning("[MEDIA CACHE] warm failed for %s: %r", entry.obj.media_hash, exc)
+            logger.warning("[MEDIA CACHE] warm failed for %s: %r", media_hash, exc)
             return False
 
     def delete(self, media_hash: str) -> bool:
+        """Replace the object in Redis by a tombstone; tell every process to drop its L1 copy."""
         try:
-            self.client.delete(codec.redis_key(media_hash))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(codec.redis_key(media_hash), codec.TOMBSTONE, ex=self.tombstone_ttl)
+            pipe.delete(codec.tail_key(media_hash))
+            pipe.publish(INVALIDATION_CHANNEL, media_hash)
+            pipe.execute()
             return True
         except (redis.RedisError, OSError) as exc:
             logger.error("[MEDIA CACHE] purge failed for %s: %r", media_hash, exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -77,23 +78,79 @@ class MediaService:
         self.executor = executor
         self._inflight: dict[str, asyncio.Future[Lookup]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.coalesced = 0  # requests that waited for another's fetch
+        self._listener: asyncio.Future[None] | None = None
+        self._locks: dict[str, str] = {}  # media hash -> token of a fetch lock we hold
+
+    def start(self) -> None:
+        """Follow deletions announced by other processes (needs a running loop)."""
+        if self._listener is None and self.redis is not None and self.l1.max_bytes > 0:
+            self._listener = asyncio.ensure_future(
+                self.redis.listen_for_invalidations(self.l1.invalidate, self.l1.clear)
+            )
 
     async def lookup(self, media_hash: str) -> Lookup:
+        """L1, then Redis, then one fetch from the store.
+
+        Requests for the same object share one flight from the moment L1 misses:
+        a burst of 200 cold requests makes one Redis GET and one store read in this
+        process (and, through a Redis lock, one store read across processes).
+        """
+        if self._listener is None:
+            self.start()
         cached = self.l1.get(media_hash)
         if cached is GONE:
             raise NotFound("remembered")
         if cached is not None:
             return self._fresh_hit(cached, "l1")  # type: ignore[arg-type]
+        future = self._inflight.get(media_hash)
+        if future is not None:
+            self.coalesced += 1
+            return await self._wait(future)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[media_hash] = future
         if self.redis is not None:
-            cached = await self.redis.get(media_hash)
-            if cached == codec.TOMBSTONE:
-                self.l1.put_gone(media_hash, self.settings.NEGATIVE_TTL)
-                raise NotFound("remembered")
-            if cached is not None:
-                lookup = self._fresh_hit(cached, "redis")  # type: ignore[arg-type]
-                self.l1.put(media_hash, cached, seconds_left(lookup.obj))  # type: ignore[arg-type]
+            try:
+                lookup = await self._from_redis(media_hash)
+            except BaseException as exc:
+                self._land(media_hash, future, exc=exc)
+                raise
+            if lookup is not None:
+                self._land(media_hash, future, result=lookup)
                 return lookup
-        return await self._single_flight(media_hash)
+        self._in_background(self._fly(media_hash, future))
+        return await self._wait(future)
+
+    async def _from_redis(self, media_hash: str) -> Lookup | None:
+        asked_at = time.monotonic()
+        cached = await self.redis.get(media_hash)  # type: ignore[union-attr]
+        if cached is None:
+            return None
+        if cached == codec.TOMBSTONE:
+            self.l1.put_gone(media_hash, self.settings.NEGATIVE_TTL)
+            raise NotFound("remembered")
+        lookup = self._fresh_hit(cached, "redis")  # type: ignore[arg-type]
+        self.l1.put(media_hash, lookup.entry, seconds_left(lookup.obj), since=asked_at)  # type: ignore[arg-type]
+        return lookup
+
+    def _land(
+        self,
+        media_hash: str,
+        future: asyncio.Future[Lookup],
+        *,
+        result: Lookup | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Finish a flight: hand its outcome to the waiters and let the next one start."""
+        if self._inflight.get(media_hash) is future:
+            del self._inflight[media_hash]
+        if future.done():
+            return
+        if exc is None:
+            future.set_result(result)  # type: ignore[arg-type]
+        else:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a flight nobody waited for leaves no warning
 
     def _fresh_hit(self, entry: CachedMedia, tier: str) -> Lookup:
         if seconds_left(entry.obj) <= 0:
@@ -101,20 +158,7 @@ class MediaService:
             raise NotFound("expired")
         return Lookup(entry.obj, entry, True, tier)
 
-    async def _single_flight(self, media_hash: str) -> Lookup:
-        """Many concurrent misses of one object cause one fetch; all share its outcome.
-
-        The flight stays registered until the Redis fill has landed, so a request
-        whose Redis GET raced the fetch cannot start a second one.
-        """
-        cached = self.l1.get(media_hash)  # filled while this request awaited Redis?
-        if isinstance(cached, CachedMedia):
-            return self._fresh_hit(cached, "l1")
-        future = self._inflight.get(media_hash)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._inflight[media_hash] = future
-            self._in_background(self._fly(media_hash, future))
+    async def _wait(self, future: asyncio.Future[Lookup]) -> Lookup:
         try:
             async with asyncio.timeout(self.settings.SINGLE_FLIGHT_WAIT):
                 return await asyncio.shield(future)
@@ -122,27 +166,32 @@ class MediaService:
             raise Unavailable("timed out waiting for the store") from exc
 
     async def _fly(self, media_hash: str, future: asyncio.Future[Lookup]) -> None:
+        started = time.monotonic()
         try:
-            lookup = await self._fill(media_hash)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters that timed out must not leave a warning
-            self._land(media_hash, future)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        future.set_result(lookup)
-        try:
-            if lookup.entry is not None and self.redis is not None:
-                await self.redis.put(lookup.entry, self.ttl_for(self.settings, lookup.obj))
+            obj = await self._resolve(media_hash)
+            if obj.size > self.settings.CACHE_MAX_OBJECT_BYTES:
+                lookup = Lookup(obj, None, False, "store")
+            else:
+                lookup = await self._fetch_once(obj, started)
+            future.set_result(lookup)  # waiters answer now; the Redis fill follows
+            if (
+                lookup.tier == "store"
+                and lookup.entry is not None
+                and self.redis is not None
+                and not self.l1.invalidated_since(media_hash, started)
+            ):
+                await self.redis.put(lookup.entry, self.ttl_for(self.settings, obj))
+        except Exception as exc:
+            if future.done():
+                logger.warning("[MEDIA CACHE] fill of %s failed: %r", media_hash, exc)
+            self._land(media_hash, future, exc=exc)
         finally:
+            token = self._locks.pop(media_hash, None)
+            if token is not None:  # only after the Redis fill: waiters elsewhere read it
+                await self.redis.unlock(media_hash, token)  # type: ignore[union-attr]
             self._land(media_hash, future)
 
-    def _land(self, media_hash: str, future: asyncio.Future[Lookup]) -> None:
-        if self._inflight.get(media_hash) is future:
-            del self._inflight[media_hash]
-
-    async def _fill(self, media_hash: str) -> Lookup:
+    async def _resolve(self, media_hash: str) -> MediaObject:
         loop = asyncio.get_running_loop()
         try:
             obj = await loop.run_in_executor(self.executor, self.resolver, media_hash)
@@ -156,27 +205,52 @@ class MediaService:
             logger.info("[MEDIA] expired %s", media_hash)
             await self._remember_gone(media_hash)
             raise NotFound("expired")
-        if obj.size > self.settings.CACHE_MAX_OBJECT_BYTES:
-            return Lookup(obj, None, False, "store")
+        return obj
+
+    async def _fetch_once(self, obj: MediaObject, started: float) -> Lookup:
+        """Read the object, unless another process is already reading it: then wait
+        for its copy in Redis. A lock taken here is released by :meth:`_fly`."""
+        if self.redis is None:
+            return await self._read(obj, started)
+        token = secrets.token_hex(8)
+        claimed = await self.redis.lock(obj.media_hash, token, self.settings.LOCK_TTL_MS)
+        if claimed:
+            self._locks[obj.media_hash] = token
+        if claimed is not False:  # ours, or Redis cannot coordinate: read it ourselves
+            return await self._read(obj, started)
+        deadline = time.monotonic() + self.settings.LOCK_WAIT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            cached = await self.redis.get(obj.media_hash)
+            if isinstance(cached, CachedMedia):
+                self.coalesced += 1
+                self.l1.put(obj.media_hash, cached, self.ttl_for(self.settings, obj), since=started)
+                return Lookup(cached.obj, cached, False, "redis")
+            if not await self.redis.is_locked(obj.media_hash):
+                break  # the other fetch failed or gave up
+        return await self._read(obj, started)
+
+    async def _read(self, obj: MediaObject, started: float) -> Lookup:
+        loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self.executor, self.store.read, obj.key)
         except ObjectMissing as exc:
-            logger.warning("[MEDIA] missing from the store: %s key=%s", media_hash, obj.key)
-            await self._remember_gone(media_hash)
+            logger.warning("[MEDIA] missing from the store: %s key=%s", obj.media_hash, obj.key)
+            await self._remember_gone(obj.media_hash)
             raise NotFound("missing") from exc
         except StoreUnavailable as exc:
-            logger.error("[MEDIA] store unavailable for %s: %s", media_hash, exc)
+            logger.error("[MEDIA] store unavailable for %s: %s", obj.media_hash, exc)
             raise Unavailable("store") from exc
         if len(body) != obj.size:
             logger.warning(
                 "[MEDIA] size mismatch for %s: recorded %d, stored %d",
-                media_hash,
+                obj.media_hash,
                 obj.size,
                 len(body),
             )
             obj = replace(obj, size=len(body))
         entry = build_cached(obj, body)
-        self.l1.put(media_hash, entry, self.ttl_for(self.settings, obj))
+        self.l1.put(obj.media_hash, entry, self.ttl_for(self.settings, obj), since=started)
         return Lookup(obj, entry, False, "store")
 
     @staticmethod
@@ -213,6 +287,9 @@ class MediaService:
         return _iterate_in_executor(loop, self.executor, chunks)
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.redis is not None:

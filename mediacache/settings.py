@@ -26,6 +26,8 @@ class MediaSettings:
     MAX_UPLOAD_BYTES: int = 64 * 1024 * 1024
     WARM_ON_UPLOAD: bool = False
     SINGLE_FLIGHT_WAIT: float = 30.0
+    LOCK_TTL_MS: int = 15_000
+    LOCK_WAIT: float = 10.0
     LOG_HITS: bool = True
 
     @classmethod

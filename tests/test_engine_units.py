@@ -163,11 +163,43 @@ def test_lru_entries_age_out_and_remember_gone(monkeypatch):
 
 def test_codec_round_trip_and_corruption():
     original = obj(expires_at=1_800_000_000.5, filename="ção.ogg")
-    value = codec.encode(original, b"\x00body\xff")
-    decoded, body = codec.decode(original.media_hash, value)
+    head, tail = codec.encode(original, b"\x00body\xff")
+    assert tail is None
+    decoded, body = codec.decode(original.media_hash, head)
     assert decoded == original
     assert body == b"\x00body\xff"
-    assert len(value) - len(b"\x00body\xff") < 200  # metadata stays small
-    for bad in (b"", b"MC1", b"XX" + value, value[:10]):
+    assert len(head) - len(b"\x00body\xff") < 200  # metadata stays small
+    for bad in (b"", b"MC1", b"XX" + head, head[:10], head[:-1]):
         with pytest.raises(codec.CorruptEntry):
             codec.decode("h", bad)
+
+
+@pytest.mark.parametrize("size", [32_000, 50_000, 51_200, 80_000, 1_000_000])
+def test_codec_splits_big_values_at_an_allocator_size_class(size):
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    head, tail = codec.encode(obj(size=size), body)
+    if tail is not None:
+        assert codec.size_class_floor(len(head) + 16) == len(head) + 16
+        with pytest.raises(codec.CorruptEntry):
+            codec.decode("h", head)  # the tail was evicted: a miss, not a short body
+    assert codec.decode("h", head, tail)[1] == body
+
+
+@given(st.integers(1, 10**9))
+def test_size_class_floor_is_a_class_at_most_n(n):
+    floor = codec.size_class_floor(n)
+    assert floor <= n
+    if n > 4096:
+        step = 1 << (floor.bit_length() - 3)
+        assert floor % step == 0
+        assert n - floor < step * 2
+
+
+def test_lru_refuses_a_fill_that_started_before_an_invalidation():
+    lru = BytesLRU(max_bytes=10_000, ttl=60)
+    started = time.monotonic()
+    lru.invalidate("a")  # a delete lands while the fill is in flight
+    lru.put("a", build_cached(obj(), b"old"), since=started)
+    assert lru.get("a") is None
+    lru.put("a", build_cached(obj(), b"new"), since=time.monotonic())
+    assert lru.get("a") is not None

@@ -1,0 +1,146 @@
+"""``manage.py apply_media_lifecycle``: the bucket rule that expires media after the retention.
+
+Idempotent and polite: reads the bucket's lifecycle configuration, replaces only
+our rule (by ID), keeps every other rule, and writes only when something changed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.files.storage import storages
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from mediacache import lifecycle
+from mediacache.settings import MediaSettings
+
+
+class Command(BaseCommand):
+    help = (
+        "Put the S3 lifecycle rule that expires objects under MEDIA_KEY_PREFIX after "
+        "MEDIA_RETENTION_DAYS days on the bucket of the default storage. Idempotent; "
+        "keeps the bucket's other rules."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--check",
+            action="store_true",
+            help="Print the bucket's rules; exit 1 if ours is missing or different.",
+        )
+        mode.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print the configuration that would be written; write nothing.",
+        )
+        parser.add_argument(
+            "--rule-id",
+            default=None,
+            help="ID of our rule (default: derived from the prefix, e.g. mediacache-expire-chat).",
+        )
+
+    def handle(self, *args: Any, check: bool, dry_run: bool, rule_id: str | None, **options):
+        client, bucket = self._bucket()
+        desired = self._desired_rule(rule_id)
+        rules, config = self._read(client, bucket)
+        result = lifecycle.plan(rules, desired)
+        self._warn_about_overlaps(rules, desired)
+        if check:
+            self._check(bucket, rules, result, desired)
+        elif dry_run:
+            self._dry_run(bucket, result, desired)
+        else:
+            self._apply(client, bucket, result, desired, config)
+
+    def _bucket(self) -> tuple[Any, str]:
+        try:
+            return lifecycle.bucket_of(storages["default"])
+        except lifecycle.NotS3Storage as exc:
+            raise CommandError(
+                f"The default storage is {exc}, not an S3 bucket: it has no lifecycle rules. "
+                "With the local directory store, run `manage.py purge_expired_media` from cron."
+            ) from exc
+
+    def _desired_rule(self, rule_id: str | None) -> lifecycle.Rule:
+        media = MediaSettings.from_django()
+        try:
+            return lifecycle.desired_rule(media.KEY_PREFIX, media.RETENTION_DAYS, rule_id)
+        except ValueError as exc:
+            raise CommandError(f"Refusing to write the rule: {exc}.") from exc
+
+    def _read(self, client: Any, bucket: str) -> tuple[list[lifecycle.Rule], dict[str, Any]]:
+        try:
+            return lifecycle.read_configuration(client, bucket)
+        except Exception as exc:
+            raise CommandError(f"Could not read the lifecycle rules of {bucket}: {exc}") from exc
+
+    def _warn_about_overlaps(self, rules: list[lifecycle.Rule], desired: lifecycle.Rule) -> None:
+        for rule in lifecycle.overlapping(rules, desired):
+            self.stderr.write(
+                f"Warning: rule {rule.get('ID', '(no ID)')!r} also expires objects under "
+                f"{lifecycle.rule_prefix(desired)!r}: {json.dumps(rule, default=str)}"
+            )
+
+    def _check(
+        self,
+        bucket: str,
+        rules: list[lifecycle.Rule],
+        result: lifecycle.Plan,
+        desired: lifecycle.Rule,
+    ) -> None:
+        self.stdout.write(f"Lifecycle rules of bucket {bucket}:")
+        self.stdout.write(lifecycle.to_json(rules) if rules else "(none)")
+        if result.action == "create":
+            raise CommandError(
+                f"Rule {desired['ID']} is missing on bucket {bucket}; "
+                "run `manage.py apply_media_lifecycle`."
+            )
+        if result.action == "update":
+            raise CommandError(
+                f"Rule {desired['ID']} on bucket {bucket} differs: has "
+                f"{json.dumps(result.current, default=str)}, want {json.dumps(desired)}; "
+                "run `manage.py apply_media_lifecycle`."
+            )
+        self.stdout.write(self.style.SUCCESS(f"OK: rule {desired['ID']} {_describe(desired)}."))
+
+    def _dry_run(self, bucket: str, result: lifecycle.Plan, desired: lifecycle.Rule) -> None:
+        """The message goes to stderr, the JSON alone to stdout: redirect it to a file and it
+        is what ``aws s3api put-bucket-lifecycle-configuration`` takes."""
+        if result.changed:
+            verdict = f"would {result.action} rule {desired['ID']} ({_describe(desired)})"
+        else:
+            verdict = f"rule {desired['ID']} is up to date; nothing would be written"
+        self.stderr.write(f"Dry run on bucket {bucket}: {verdict}. The configuration:")
+        self.stdout.write(lifecycle.to_json(result.rules))
+
+    def _apply(
+        self,
+        client: Any,
+        bucket: str,
+        result: lifecycle.Plan,
+        desired: lifecycle.Rule,
+        config: dict[str, Any],
+    ) -> None:
+        if not result.changed:
+            self.stdout.write(
+                f"Rule {desired['ID']} on bucket {bucket}: unchanged ({_describe(desired)}); "
+                "nothing written."
+            )
+            return
+        try:
+            lifecycle.write_configuration(client, bucket, result.rules, config)
+        except Exception as exc:
+            raise CommandError(f"Could not write the lifecycle rules of {bucket}: {exc}") from exc
+        kept = len(result.rules) - 1
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Rule {desired['ID']} on bucket {bucket}: {result.action}d "
+                f"({_describe(desired)}); {kept} other rule(s) kept."
+            )
+        )
+
+
+def _describe(rule: lifecycle.Rule) -> str:
+    return f"expires {lifecycle.rule_prefix(rule)} after {rule['Expiration']['Days']} days"
