@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 from django.db import DatabaseError
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -101,6 +101,11 @@ def _invalid(request, exc: ValidationError):
     # Only where and what: echoing the input back could be large or unserializable.
     detail = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in exc.errors]
     return _error(request, 400, "invalid request", detail)
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return _error(request, 404, "not found")
 
 
 @api.exception_handler(UploadTooLarge)

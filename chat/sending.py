@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from evolution import EvolutionError, EvolutionUnavailable
 from mediacache.headers import safe_filename
+from mediacache.stats import STATS
 
 from .gateway import evolution_client
 from .models import Message, MessageAttachment
@@ -101,6 +102,7 @@ def send_message(message: Message) -> Message:
                     caption=message.caption or None,
                 )
     except EvolutionError as exc:
+        STATS.evolution_send("failed")
         message.status = Message.Status.FAILED
         message.error = _describe(exc)
         logger.error(
@@ -109,6 +111,7 @@ def send_message(message: Message) -> Message:
             message.error,
         )
     else:
+        STATS.evolution_send("sent")
         logger.info("[CHAT] Evolution API response: status 201")
         message.status = Message.Status.SENT
         message.evolution_id = result.message_id

@@ -70,6 +70,21 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 
+# --- HTTPS behind a proxy (python manage.py check --deploy) -------------------------
+# The proxy or PaaS router terminates TLS and says so in X-Forwarded-Proto.
+if env_bool("TRUST_X_FORWARDED_PROTO", not DEBUG):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -92,6 +107,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.RedactingExceptionReporterFilter"
 ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
@@ -125,6 +141,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Serve the admin's and /ops/ static files from the app itself (no collectstatic step).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 # --- Object store ----------------------------------------------------------------
 # S3 (MinIO or AWS) through django-storages when S3_BUCKET is set; a local
@@ -181,6 +199,13 @@ MEDIACACHE = {
     "STREAM_CHUNK_BYTES": env_int("MEDIA_STREAM_CHUNK_BYTES", 256 * 1024),
     "MAX_UPLOAD_BYTES": env_int("MEDIA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024),
     "WARM_ON_UPLOAD": env_bool("MEDIA_WARM_ON_UPLOAD", False),
+    "LOG_HITS": env_bool("MEDIA_LOG_HITS", True),
+    "STATS_INTERVAL": env_float("MEDIA_STATS_INTERVAL", 5.0),
+    # 404s one client may cause per window before it gets 429 (0: no limit).
+    "NOT_FOUND_LIMIT": env_int("MEDIA_NOT_FOUND_LIMIT", 60),
+    "NOT_FOUND_WINDOW": env_float("MEDIA_NOT_FOUND_WINDOW", 60.0),
+    # /metrics: this bearer token, or (unset) loopback clients only.
+    "METRICS_TOKEN": env_str("METRICS_TOKEN"),
 }
 
 # --- Evolution API (WhatsApp gateway) ---------------------------------------------
@@ -210,14 +235,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("WEBHOOK_MAX_BYTES", 24 * 1024 * 1024)
 # --- Logging ---------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()  # text | json
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "mediacache.logformat.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "text"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -14,7 +14,10 @@ from typing import Any
 from .conditional import UNSATISFIABLE, etag_matches, parse_range
 from .hashes import hash_from_path
 from .headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
+from .ratelimit import NotFoundLimiter
 from .service import Lookup, MediaService, NotFound, Unavailable, seconds_left
+from .stats import ERROR as OUTCOME_ERROR
+from .stats import EXPIRED, HIT_L1, HIT_REDIS, MISS, NOT_FOUND, STATS
 
 logger = logging.getLogger("mediacache.serve")
 
@@ -26,6 +29,36 @@ _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NOT_FOUND_BODY = b'{"error": "not found"}'
 _UNAVAILABLE_BODY = b'{"error": "storage temporarily unavailable"}'
 _METHOD_BODY = b'{"error": "method not allowed"}'
+_TOO_MANY_BODY = b'{"error": "too many requests for unknown links"}'
+_HIT_OUTCOMES = {"l1": HIT_L1, "redis": HIT_REDIS}
+
+
+def _client_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "-"
+
+
+def _log_served(media_hash: str, found: Lookup, status: int, sent: int, elapsed: float) -> None:
+    """One line per answer: ``[MEDIA CACHE] HIT <hash> tier=l1 …``, fields also as extras."""
+    tag = "HIT" if found.hit else "MISS"
+    duration_ms = round(elapsed * 1000, 2)
+    logger.info(
+        "[MEDIA CACHE] %s %s tier=%s status=%d bytes=%d duration=%.2fms",
+        tag,
+        media_hash,
+        found.tier,
+        status,
+        sent,
+        duration_ms,
+        extra={
+            "hash": media_hash,
+            "cache": tag,
+            "tier": found.tier,
+            "status": status,
+            "bytes": sent,
+            "duration_ms": duration_ms,
+        },
+    )
 
 
 def _error_headers(body: bytes, *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -42,41 +75,58 @@ class MediaApp:
             _UNAVAILABLE_BODY, (b"retry-after", str(retry_after).encode())
         )
         self._not_allowed = _error_headers(_METHOD_BODY, (b"allow", b"GET, HEAD"))
+        settings = service.settings
+        self.limiter = NotFoundLimiter(settings.NOT_FOUND_LIMIT, settings.NOT_FOUND_WINDOW)
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
-            return await _respond(send, 405, self._not_allowed, _METHOD_BODY, method)
-        media_hash = hash_from_path(scope["path"])
-        if media_hash is None:
-            return await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
+            await _respond(send, 405, self._not_allowed, _METHOD_BODY, method)
+            return
         started = time.perf_counter()
-        try:
-            found = await self.service.lookup(media_hash)
-        except NotFound as exc:
-            if exc.reason == "expired":
-                logger.info("[MEDIA] expired %s", media_hash)
-            return await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
-        except Unavailable as exc:
-            logger.warning("[MEDIA] 503 for %s: %s unavailable", media_hash, exc.reason)
-            return await _respond(send, 503, self._unavailable, _UNAVAILABLE_BODY, method)
-        if found.hit:
-            if self.log_hits:
-                logger.info("[MEDIA CACHE] HIT %s tier=%s", media_hash, found.tier)
-        else:
-            logger.info(
-                "[MEDIA CACHE] MISS %s size=%d fetched_in=%.1fms",
-                media_hash,
-                found.obj.size,
-                (time.perf_counter() - started) * 1000,
-            )
-        await self._serve(scope, send, found)
+        # A client that caused too many 404s is served from the caches only, and
+        # gets 429 where it would get 404: guessing costs it time and us nothing.
+        limited = 0
+        if self.limiter.enabled:
+            client = _client_of(scope)
+            limited = self.limiter.retry_after(client)
+        media_hash = hash_from_path(scope["path"])
+        outcome = NOT_FOUND
+        if media_hash is not None:
+            try:
+                found = await self.service.lookup(media_hash, cached_only=bool(limited))
+            except NotFound as exc:
+                if exc.reason == "expired":
+                    outcome = EXPIRED
+                    logger.info("[MEDIA] expired %s", media_hash)
+            except Unavailable as exc:
+                logger.warning("[MEDIA] 503 for %s: %s unavailable", media_hash, exc.reason)
+                await _respond(send, 503, self._unavailable, _UNAVAILABLE_BODY, method)
+                return STATS.record(OUTCOME_ERROR, time.perf_counter() - started, 0)
+            else:
+                return await self._answer(scope, send, media_hash, found, started)
+        if limited:
+            headers = _error_headers(_TOO_MANY_BODY, (b"retry-after", b"%d" % limited))
+            await _respond(send, 429, headers, _TOO_MANY_BODY, method)
+            return STATS.record(outcome, time.perf_counter() - started, 0)
+        if self.limiter.enabled:
+            self.limiter.record_not_found(client)
+        await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
+        STATS.record(outcome, time.perf_counter() - started, 0)
+
+    async def _answer(self, scope: Scope, send, media_hash: str, found: Lookup, started) -> None:
+        outcome = _HIT_OUTCOMES[found.tier] if found.hit else MISS
+        status, sent = await self._serve(scope, send, found)
+        elapsed = time.perf_counter() - started
+        STATS.record(outcome, elapsed, sent)
+        if self.log_hits or not found.hit:
+            _log_served(media_hash, found, status, sent, elapsed)
 
     def _cache_control(self, found: Lookup) -> tuple[bytes, bytes]:
         max_age = int(max(0, min(self.max_age, seconds_left(found.obj))))
         return (b"cache-control", b"public, max-age=%d" % max_age)
 
-    async def _serve(self, scope: Scope, send, found: Lookup) -> None:
+    async def _serve(self, scope: Scope, send, found: Lookup) -> tuple[int, int]:
         method = scope["method"]
         entry = found.entry
         x_cache = X_CACHE_HIT if found.hit else X_CACHE_MISS
@@ -131,7 +181,9 @@ class MediaApp:
             return await _respond(send, 206, headers, entry.body[start : end + 1], method)
         return await self._stream(send, 206, headers, found, start, end, method)
 
-    async def _stream(self, send, status, headers, found: Lookup, start, end, method) -> None:
+    async def _stream(
+        self, send, status, headers, found: Lookup, start, end, method
+    ) -> tuple[int, int]:
         if method == "HEAD":
             return await _respond(send, status, headers, b"", method)
         try:
@@ -141,15 +193,22 @@ class MediaApp:
         except Unavailable:
             return await _respond(send, 503, self._unavailable, _UNAVAILABLE_BODY, method)
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        sent = 0
         try:
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
         except Exception as exc:  # the status is sent: all we can do is cut the response short
             logger.error("[MEDIA] stream of %s aborted: %r", found.obj.media_hash, exc)
             raise
         await send({"type": "http.response.body", "body": b""})
+        return status, sent
 
 
-async def _respond(send, status: int, headers, body: bytes, method: str) -> None:
+async def _respond(send, status: int, headers, body: bytes, method: str) -> tuple[int, int]:
+    """Send a whole response; returns the status and the body bytes sent."""
+    if method == "HEAD":
+        body = b""
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    await send({"type": "http.response.body", "body": body})
+    return status, len(body)

@@ -6,11 +6,14 @@ request-body limit that answers 413 before an oversized upload is spooled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from . import health
 from .app import MediaApp
 from .engine import Engine
+from .flusher import flush_forever
 
 logger = logging.getLogger("mediacache.asgi")
 
@@ -23,6 +26,7 @@ class MediaRouter:
         self.engine = engine
         self.prefix = prefix
         self.media_app: MediaApp | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def _media(self) -> MediaApp:
         if self.media_app is None:
@@ -35,19 +39,41 @@ class MediaRouter:
         return self.media_app
 
     async def __call__(self, scope: dict[str, Any], receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            return await self._media()(scope, receive, send)
-        if scope["type"] == "lifespan":
+        if scope["type"] == "http":
+            if self._flusher is None:
+                self._start()  # servers run without lifespan events too
+            path = scope["path"]
+            if path.startswith(self.prefix):
+                return await self.media_app(scope, receive, send)  # type: ignore[misc]
+            if path == "/healthz":
+                return await health.healthz(scope, receive, send)
+            if path == "/readyz":
+                return await health.readyz(self.engine, send)
+            if path == "/metrics":
+                return await health.metrics_endpoint(
+                    scope, send, self.engine.settings.METRICS_TOKEN
+                )
+        elif scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         return await self.django_app(scope, receive, send)
+
+    def _start(self) -> None:
+        """Background work of this process: the invalidation listener, the stats flusher."""
+        self._media().service.start()
+        self._flusher = asyncio.ensure_future(
+            flush_forever(self.engine, self.engine.settings.STATS_INTERVAL)
+        )
 
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._media().service.start()
+                self._start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._flusher is not None:
+                    self._flusher.cancel()  # flushes once more on the way out
+                    await asyncio.gather(self._flusher, return_exceptions=True)
                 if self.media_app is not None:
                     await self.media_app.service.aclose()
                 await send({"type": "lifespan.shutdown.complete"})

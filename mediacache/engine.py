@@ -21,6 +21,7 @@ from .redis_tier import RedisTier, RedisWriter
 from .service import MediaService, Resolver
 from .settings import MediaSettings
 from .store import ObjectStore, store_for
+from .timeseries import MemorySeries, RedisSeries
 
 logger = logging.getLogger("mediacache.engine")
 
@@ -62,6 +63,21 @@ class Engine:
                 self.settings.NEGATIVE_TTL, int(self.settings.SINGLE_FLIGHT_WAIT) * 2
             ),
         )
+
+    @cached_property
+    def series(self) -> RedisSeries | MemorySeries:
+        """Per-minute stats shared by all processes (in this process only without Redis)."""
+        if self.writer is None:
+            return MemorySeries()
+        return RedisSeries(self.writer.client)
+
+    def redis_used_memory(self) -> int | None:
+        if self.writer is None:
+            return None
+        try:
+            return int(self.writer.client.info("memory")["used_memory"])
+        except Exception:
+            return None
 
     def build_service(self) -> MediaService:
         """A service for one event loop (async Redis clients are bound to their loop)."""

@@ -23,6 +23,7 @@ from redis.retry import Retry
 from . import codec
 from .headers import build_cached
 from .objects import CachedMedia
+from .stats import STATS
 
 logger = logging.getLogger("mediacache.redis")
 
@@ -51,6 +52,7 @@ class CircuitBreaker:
 
     def trip(self, exc: BaseException) -> None:
         self.failures += 1
+        STATS.redis_error()
         if not self.is_open:
             logger.warning("[MEDIA CACHE] redis unavailable, serving without it: %r", exc)
         self._open_until = time.monotonic() + self.retry_after

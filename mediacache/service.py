@@ -20,6 +20,7 @@ from .lru import GONE, BytesLRU
 from .objects import CachedMedia, MediaObject
 from .redis_tier import RedisTier
 from .settings import MediaSettings
+from .stats import STATS
 from .store import ObjectMissing, ObjectStore, StoreUnavailable
 
 logger = logging.getLogger("mediacache.service")
@@ -78,7 +79,6 @@ class MediaService:
         self.executor = executor
         self._inflight: dict[str, asyncio.Future[Lookup]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self.coalesced = 0  # requests that waited for another's fetch
         self._listener: asyncio.Future[None] | None = None
         self._locks: dict[str, str] = {}  # media hash -> token of a fetch lock we hold
 
@@ -89,23 +89,27 @@ class MediaService:
                 self.redis.listen_for_invalidations(self.l1.invalidate, self.l1.clear)
             )
 
-    async def lookup(self, media_hash: str) -> Lookup:
+    async def lookup(self, media_hash: str, *, cached_only: bool = False) -> Lookup:
         """L1, then Redis, then one fetch from the store.
 
         Requests for the same object share one flight from the moment L1 misses:
         a burst of 200 cold requests makes one Redis GET and one store read in this
         process (and, through a Redis lock, one store read across processes).
+        ``cached_only`` (rate-limited clients): never ask the database or the store.
         """
-        if self._listener is None:
-            self.start()
         cached = self.l1.get(media_hash)
         if cached is GONE:
             raise NotFound("remembered")
         if cached is not None:
             return self._fresh_hit(cached, "l1")  # type: ignore[arg-type]
+        if cached_only:
+            lookup = await self._from_redis(media_hash) if self.redis is not None else None
+            if lookup is None:
+                raise NotFound("not cached")
+            return lookup
         future = self._inflight.get(media_hash)
         if future is not None:
-            self.coalesced += 1
+            STATS.coalesced_wait()
             return await self._wait(future)
         future = asyncio.get_running_loop().create_future()
         self._inflight[media_hash] = future
@@ -223,7 +227,7 @@ class MediaService:
             await asyncio.sleep(0.02)
             cached = await self.redis.get(obj.media_hash)
             if isinstance(cached, CachedMedia):
-                self.coalesced += 1
+                STATS.coalesced_wait()
                 self.l1.put(obj.media_hash, cached, self.ttl_for(self.settings, obj), since=started)
                 return Lookup(cached.obj, cached, False, "redis")
             if not await self.redis.is_locked(obj.media_hash):
@@ -232,6 +236,7 @@ class MediaService:
 
     async def _read(self, obj: MediaObject, started: float) -> Lookup:
         loop = asyncio.get_running_loop()
+        STATS.store_request("get")
         try:
             body = await loop.run_in_executor(self.executor, self.store.read, obj.key)
         except ObjectMissing as exc:
@@ -239,6 +244,7 @@ class MediaService:
             await self._remember_gone(obj.media_hash)
             raise NotFound("missing") from exc
         except StoreUnavailable as exc:
+            STATS.store_request("get", failed=True)
             logger.error("[MEDIA] store unavailable for %s: %s", obj.media_hash, exc)
             raise Unavailable("store") from exc
         if len(body) != obj.size:
@@ -274,6 +280,8 @@ class MediaService:
     ) -> AsyncIterator[bytes]:
         """Chunks of a large object straight from the store, with bounded memory."""
         loop = asyncio.get_running_loop()
+        operation = "get" if start is None else "get_range"
+        STATS.store_request(operation)
         try:
             chunks = await loop.run_in_executor(
                 self.executor,
@@ -283,6 +291,7 @@ class MediaService:
             await self._remember_gone(obj.media_hash)
             raise NotFound("missing") from exc
         except StoreUnavailable as exc:
+            STATS.store_request(operation, failed=True)
             raise Unavailable("store") from exc
         return _iterate_in_executor(loop, self.executor, chunks)
 

@@ -29,6 +29,10 @@ class MediaSettings:
     LOCK_TTL_MS: int = 15_000
     LOCK_WAIT: float = 10.0
     LOG_HITS: bool = True
+    STATS_INTERVAL: float = 5.0
+    METRICS_TOKEN: str = ""
+    NOT_FOUND_LIMIT: int = 60
+    NOT_FOUND_WINDOW: float = 60.0
 
     @classmethod
     def from_django(cls, **overrides: object) -> MediaSettings:

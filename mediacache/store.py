@@ -36,6 +36,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def check(self) -> None:
+        """Raise StoreUnavailable unless the store can be used now (readiness probe)."""
+        ...
+
 
 class FileSystemStore:
     """A local directory: the embedded default when no bucket is configured."""
@@ -68,6 +72,11 @@ class FileSystemStore:
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
         return _file_chunks(fh, start or 0, end, chunk)
+
+    def check(self) -> None:
+        root = self._storage.location
+        if not (os.path.isdir(root) and os.access(root, os.R_OK | os.W_OK)):
+            raise StoreUnavailable(f"{root} is not a writable directory")
 
     def delete(self, key: str) -> None:
         try:
@@ -142,6 +151,14 @@ class S3Store:
     ) -> Iterator[bytes]:
         response = self._get(key, start, end)
         return _body_chunks(response["Body"], chunk)
+
+    def check(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self._bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"bucket {self._bucket}: {type(exc).__name__}") from exc
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

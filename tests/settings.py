@@ -14,8 +14,15 @@ os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:63
 os.environ.setdefault("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 os.environ.setdefault("MEDIACACHE_VAR_DIR", "/tmp/mediacache-tests")
 os.environ["DATABASE_CONN_MAX_AGE"] = "0"
+# Tests publish stats themselves (mediacache.flusher.flush_now) when they check counts.
+os.environ["MEDIA_STATS_INTERVAL"] = "3600"
+# Many tests ask for unknown links on purpose; the limiter has its own tests.
+os.environ["MEDIA_NOT_FOUND_LIMIT"] = "0"
 
 from config.settings import *  # noqa: F403
 
 ALLOWED_HOSTS = ["*"]
+# The suite talks plain HTTP to loopback servers.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -7,9 +7,11 @@ import asyncio
 import time
 
 import httpx
+import redis
 from django.conf import settings
 
 from tests.conftest import upload
+from tests.servers import RedisProcess
 from tests.test_failures import serve_engine
 
 
@@ -55,14 +57,16 @@ def test_delete_reaches_the_l1_of_every_process_at_once(api, voice_note, redis_c
             time.sleep(0.02)
 
 
-def test_l1_hit_needs_no_redis_round_trip(api, voice_note, redis_client):
+def test_l1_hit_needs_no_redis_round_trip(api, voice_note):
     created = upload(api, voice_note, "v.ogg")
-    with serve_engine() as other:
+    # A private Redis: its command counts are this test's alone.
+    with RedisProcess() as private, serve_engine(REDIS_URL=private.url) as other:
+        client = redis.Redis.from_url(private.url)
         url = f"{other.url}/media/{created['media_hash']}"
         httpx.get(url)
 
         def reads() -> int:
-            stats = redis_client.info("commandstats")
+            stats = client.info("commandstats")
             return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("get", "mget"))
 
         before = reads()

@@ -1,0 +1,130 @@
+"""How the cache is doing: hit rate, latency, Redis memory, S3 requests, what expires soon."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from chat.models import MessageAttachment
+from mediacache.engine import get_engine
+from mediacache.stats import OUTCOMES
+from mediacache.timeseries import MemorySeries
+
+_SCAN_LIMIT = 1_000_000
+
+
+class Command(BaseCommand):
+    help = (
+        "Hit rate, p50/p95 latency, requests by outcome, Redis memory and keys, S3 GETs and "
+        "objects expiring in the next 24 h, over the last --minutes (all processes, via Redis)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--minutes", type=int, default=60, help="window (default 60)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every N s")
+
+    def handle(self, *args, minutes: int, json: bool, watch: float | None, **options) -> None:
+        while True:
+            report = collect(minutes)
+            if json:
+                self.stdout.write(_json_dumps(report))
+            else:
+                if watch:
+                    self.stdout.write("\x1b[2J\x1b[H", ending="")
+                self.stdout.write(render(report))
+            if not watch:
+                return
+            time.sleep(watch)
+
+
+def collect(minutes: int) -> dict[str, Any]:
+    engine = get_engine()
+    window = engine.series.window(minutes)
+    p50, p95 = window.latency_quantile(0.5), window.latency_quantile(0.95)
+    report: dict[str, Any] = {
+        "window_minutes": minutes,
+        "shared": not isinstance(engine.series, MemorySeries),
+        "requests": {outcome: window.requests(outcome) for outcome in OUTCOMES},
+        "hit_rate": window.hit_rate,
+        "latency_p50_ms": None if p50 is None else p50 * 1000,
+        "latency_p95_ms": None if p95 is None else p95 * 1000,
+        "bytes_served": int(window.total("bytes")),
+        "s3_gets": int(window.total("s3:get") + window.total("s3:get_range")),
+        "s3_errors": int(window.total("s3err:get") + window.total("s3err:get_range")),
+        "coalesced_waits": int(window.total("coalesced")),
+        "redis_errors": int(window.total("redis_err")),
+        "evolution_sends": {r: int(window.total(f"evo:{r}")) for r in ("sent", "failed")},
+        "redis": _redis_report(engine),
+        "expiring_24h": MessageAttachment.objects.filter(
+            expires_at__gt=timezone.now(),
+            expires_at__lte=timezone.now() + timedelta(hours=24),
+            purged_at__isnull=True,
+        ).count(),
+    }
+    return report
+
+
+def _redis_report(engine) -> dict[str, Any] | None:
+    if engine.writer is None:
+        return None
+    client = engine.writer.client
+    try:
+        memory = client.info("memory")
+        objects = 0
+        for key in client.scan_iter(match="media:*", count=1000):
+            if not key.endswith(b":t"):  # the tail of a split value is not an object
+                objects += 1
+            if objects >= _SCAN_LIMIT:
+                break
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "used_memory": memory["used_memory"],
+        "used_memory_human": memory.get("used_memory_human"),
+        "maxmemory": memory.get("maxmemory"),
+        "media_keys": objects,
+    }
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    requests = report["requests"]
+    redis = report["redis"]
+    rows = [
+        ("window", f"last {report['window_minutes']} min"
+                   + ("" if report["shared"] else " (this process only: no REDIS_URL)")),
+        ("hit rate", _fmt(report["hit_rate"], "{:.1%}") + "   (aim > 80%)"),
+        ("latency p50 / p95", f"{_fmt(report['latency_p50_ms'], '{:.1f}')} / "
+                              f"{_fmt(report['latency_p95_ms'], '{:.1f}')} ms   (aim < 50 ms)"),
+        ("requests", "  ".join(f"{k}={v}" for k, v in requests.items())),
+        ("bytes served", f"{report['bytes_served']:,}"),
+        ("S3 GETs / errors", f"{report['s3_gets']} / {report['s3_errors']}"),
+        ("coalesced waits", str(report["coalesced_waits"])),
+        ("Redis errors", str(report["redis_errors"])),
+        ("Evolution sends", f"sent={report['evolution_sends']['sent']} "
+                            f"failed={report['evolution_sends']['failed']}"),
+    ]  # fmt: skip
+    if redis is None:
+        rows.append(("Redis", "not configured (in-process cache)"))
+    elif "error" in redis:
+        rows.append(("Redis", f"unreachable: {redis['error']}"))
+    else:
+        memory = f"{redis['used_memory_human']} ({redis['used_memory']:,} B)   (aim < 500 MB)"
+        rows.append(("Redis used_memory", memory))
+        rows.append(("media keys in Redis", f"{redis['media_keys']:,}"))
+    rows.append(("expiring in 24 h", f"{report['expiring_24h']:,}"))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows) + "\n"
+
+
+def _json_dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, sort_keys=True)

@@ -1,0 +1,163 @@
+"""Per-minute totals shared by every process, for the stats command and /ops/ charts.
+
+Each process adds its deltas to a Redis hash per minute (``HINCRBY``), so the
+buckets hold the sum over all workers and replicas; Redis's own memory is
+sampled into the same buckets. Kept two days. Without Redis a process keeps its
+own buckets in memory (the embedded single-process mode).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .stats import LATENCY_BUCKETS, OUTCOMES, Snapshot
+
+KEY_PREFIX = "mediacache:stats:"
+KEEP_SECONDS = 2 * 24 * 3600
+_HITS = ("hit_l1", "hit_redis")
+_SERVED = ("hit_l1", "hit_redis", "miss")
+
+
+def minute_of(timestamp: float) -> int:
+    return int(timestamp // 60) * 60
+
+
+def snapshot_fields(snapshot: Snapshot) -> dict[str, float]:
+    """A snapshot as hash fields (only the non-zero ones)."""
+    fields: dict[str, float] = {}
+    for name, count in zip(OUTCOMES, snapshot.requests, strict=True):
+        if count:
+            fields[f"req:{name}"] = count
+    for index, count in enumerate(snapshot.latency):
+        if count:
+            fields[f"lat:{index}"] = count
+    if snapshot.latency_sum:
+        fields["lat_sum"] = snapshot.latency_sum
+    if snapshot.bytes_served:
+        fields["bytes"] = snapshot.bytes_served
+    for op, count in snapshot.store_requests.items():
+        fields[f"s3:{op}"] = count
+    for op, count in snapshot.store_errors.items():
+        fields[f"s3err:{op}"] = count
+    if snapshot.coalesced:
+        fields["coalesced"] = snapshot.coalesced
+    if snapshot.redis_errors:
+        fields["redis_err"] = snapshot.redis_errors
+    for result, count in snapshot.evolution.items():
+        fields[f"evo:{result}"] = count
+    return fields
+
+
+@dataclass
+class Window:
+    """Totals over some minutes, with the per-minute series for charts."""
+
+    minutes: list[int]
+    series: list[dict[str, float]]
+
+    def total(self, field: str) -> float:
+        return sum(bucket.get(field, 0) for bucket in self.series)
+
+    def requests(self, outcome: str) -> int:
+        return int(self.total(f"req:{outcome}"))
+
+    @property
+    def hits(self) -> int:
+        return sum(self.requests(o) for o in _HITS)
+
+    @property
+    def served(self) -> int:
+        return sum(self.requests(o) for o in _SERVED)
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.served if self.served else None
+
+    def latency_quantile(self, q: float) -> float | None:
+        return quantile([self.total(f"lat:{i}") for i in range(len(LATENCY_BUCKETS) + 1)], q)
+
+    def per_minute(self) -> list[dict[str, float | int | None]]:
+        """Chart points: hit rate, p50/p95 latency (ms), requests, Redis memory."""
+        points = []
+        for minute, bucket in zip(self.minutes, self.series, strict=True):
+            one = Window([minute], [bucket])
+            p50, p95 = one.latency_quantile(0.5), one.latency_quantile(0.95)
+            points.append(
+                {
+                    "t": minute,
+                    "requests": one.served + one.requests("not_found") + one.requests("expired"),
+                    "hit_rate": one.hit_rate,
+                    "p50_ms": None if p50 is None else p50 * 1000,
+                    "p95_ms": None if p95 is None else p95 * 1000,
+                    "redis_used_memory": bucket.get("redis_mem"),
+                    "s3_gets": int(one.total("s3:get") + one.total("s3:get_range")),
+                }
+            )
+        return points
+
+
+def quantile(counts: list[float], q: float) -> float | None:
+    """The bucket upper bound below which ``q`` of the observations fall."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0.0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return LATENCY_BUCKETS[index] if index < len(LATENCY_BUCKETS) else float("inf")
+    return float("inf")
+
+
+def _decode(raw: dict) -> dict[str, float]:
+    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+
+
+class RedisSeries:
+    """The shared buckets, through a blocking redis-py client."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def add(self, snapshot: Snapshot, now: float, redis_used_memory: int | None) -> None:
+        key = f"{KEY_PREFIX}{minute_of(now)}"
+        pipe = self.client.pipeline(transaction=False)
+        for name, value in snapshot_fields(snapshot).items():
+            if isinstance(value, float) and not value.is_integer():
+                pipe.hincrbyfloat(key, name, value)
+            else:
+                pipe.hincrby(key, name, int(value))
+        if redis_used_memory is not None:
+            pipe.hset(key, "redis_mem", redis_used_memory)
+        pipe.expire(key, KEEP_SECONDS)
+        pipe.execute()
+
+    def window(self, minutes: int, now: float | None = None) -> Window:
+        last = minute_of(time.time() if now is None else now)
+        stamps = [last - 60 * i for i in range(minutes - 1, -1, -1)]
+        pipe = self.client.pipeline(transaction=False)
+        for stamp in stamps:
+            pipe.hgetall(f"{KEY_PREFIX}{stamp}")
+        return Window(stamps, [_decode(raw) for raw in pipe.execute()])
+
+
+class MemorySeries:
+    """In-process buckets for the embedded mode (one process, no Redis)."""
+
+    def __init__(self) -> None:
+        self._buckets: OrderedDict[int, dict[str, float]] = OrderedDict()
+
+    def add(self, snapshot: Snapshot, now: float, redis_used_memory: int | None) -> None:
+        bucket = self._buckets.setdefault(minute_of(now), {})
+        for name, value in snapshot_fields(snapshot).items():
+            bucket[name] = bucket.get(name, 0) + value
+        while len(self._buckets) > KEEP_SECONDS // 60:
+            self._buckets.popitem(last=False)
+
+    def window(self, minutes: int, now: float | None = None) -> Window:
+        last = minute_of(time.time() if now is None else now)
+        stamps = [last - 60 * i for i in range(minutes - 1, -1, -1)]
+        return Window(stamps, [dict(self._buckets.get(s, {})) for s in stamps])
