@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import uuid
 from dataclasses import dataclass
 
@@ -12,36 +11,9 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
 from django.utils import timezone
 
+from mediacache.filetypes import extension_for
+
 SNIFF_BYTES = 4096
-
-# libmagic names some types differently from what players and gateways expect,
-# and mimetypes' first guess is not always the common extension.
-_EXTENSIONS = {
-    "audio/ogg": ".ogg",
-    "audio/opus": ".opus",
-    "audio/mpeg": ".mp3",
-    "audio/mp4": ".m4a",
-    "audio/x-m4a": ".m4a",
-    "audio/aac": ".aac",
-    "audio/x-wav": ".wav",
-    "audio/wav": ".wav",
-    "audio/webm": ".weba",
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-    "video/3gpp": ".3gp",
-    "application/pdf": ".pdf",
-    "text/plain": ".txt",
-    "text/html": ".html",
-    "image/svg+xml": ".svg",
-    "application/zip": ".zip",
-    "application/octet-stream": ".bin",
-}
-
 
 class UploadTooLarge(Exception):
     """The upload passed ``MEDIA_MAX_UPLOAD_BYTES``; raised mid-stream, before it is all read."""
@@ -83,11 +55,6 @@ class HashingLimitedUploadHandler(FileUploadHandler):
 class SniffedType:
     mime_type: str
     extension: str
-
-
-def extension_for(mime_type: str) -> str:
-    base = mime_type.split(";", 1)[0].strip().lower()
-    return _EXTENSIONS.get(base) or mimetypes.guess_extension(base) or ".bin"
 
 
 def sniff(head: bytes) -> SniffedType:

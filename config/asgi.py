@@ -15,8 +15,8 @@ def build_application(engine=None):
     django_app = get_asgi_application()
     _refuse_bad_configuration()
     if settings.SERVE_STATIC:
-        # The admin's and /ops/ assets: a few small files behind a login, served
-        # from the apps' static dirs. Put a CDN or proxy in front for heavy use.
+        # The admin's and /ops/ assets (public, like any static file): a few small
+        # files served from the apps' static dirs. Put a CDN or proxy in front for heavy use.
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         django_app = ASGIStaticFilesHandler(django_app)

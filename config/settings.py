@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "mediacache",
     "chat",
+    "ops",
 ]
 
 MIDDLEWARE = [

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make sure the PostgreSQL and Redis the tests use are answering; start them if not.
+"""Make sure the PostgreSQL and Redis the tests use are answering, and Chromium is there.
 
 Used by `make test`. Reads TEST_DATABASE_URL and TEST_REDIS_URL (defaults on
 127.0.0.1). For a local address that does not answer it starts the server the
@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
 LOCAL = {"127.0.0.1", "localhost", "::1"}
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright drives it (never downloads one)
 
 
 def say(message: str) -> None:
@@ -122,6 +123,12 @@ def main() -> int:
         say("redis-server is needed for the fault tests; installing it")
         if not apt_install("redis-server"):
             problems.append("redis-server binary missing (fault tests start their own)")
+    if not os.path.exists(CHROMIUM):
+        say("Chromium is needed for the browser test of /ops/; installing it (apt-get)")
+        if not apt_install("chromium"):
+            problems.append(
+                f"{CHROMIUM} missing (browser test): apt-get install chromium, as root"
+            )
     if problems:
         for problem in problems:
             say(f"PROBLEM: {problem}")

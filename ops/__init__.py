@@ -1,0 +1,1 @@
+"""The operator's page: upload a file, see recent attachments and the cache's vital signs."""
