@@ -5,24 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from mediacache.hashes import new_media_hash
+from mediacache.models import ShortLinkMixin
 from mediacache.objects import MediaObject
+from mediacache.registry import media_model
 
 _HASH_ATTEMPTS = 5
-
-
-def retention() -> timedelta:
-    return timedelta(days=settings.MEDIACACHE["RETENTION_DAYS"])
-
-
-def short_url_for(media_hash: str) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/media/{media_hash}"
 
 
 class Message(models.Model):
@@ -63,7 +54,7 @@ class Message(models.Model):
         return f"{self.get_direction_display()} {self.number} ({self.status})"
 
 
-class MessageAttachment(models.Model):
+class MessageAttachment(ShortLinkMixin, models.Model):
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments"
     )
@@ -76,10 +67,10 @@ class MessageAttachment(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Set when the object was deleted from the store after expiry (local store purge).
     purged_at = models.DateTimeField(null=True, blank=True)
-    # As existing deployments have them (see DESIGN.md): keep the shape exactly.
-    # NULL, not "", for "no hash yet": unique allows many NULLs but only one "".
-    media_hash = models.CharField(max_length=32, unique=True, db_index=True, null=True, blank=True)
-    short_url = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # media_hash and short_url come from ShortLinkMixin, shaped as existing deployments
+    # have them (DESIGN.md); save() fills them and the expiry.
+    media_expires_field = "expires_at"
+    media_created_field = "created_at"
 
     class Meta:
         ordering = ["-created_at"]
@@ -95,37 +86,9 @@ class MessageAttachment(models.Model):
     def __str__(self) -> str:
         return f"{self.media_hash or '-'} {self.mime_type} {self.size} B"
 
-    def save(self, *args, **kwargs) -> None:
-        """Give the row its short link; draw a new hash on the (rare) collision."""
-        if self.expires_at is None:
-            self.expires_at = (self.created_at or timezone.now()) + retention()
-        if self.media_hash:
-            self.short_url = short_url_for(self.media_hash)
-            return super().save(*args, **kwargs)
-        for attempt in range(_HASH_ATTEMPTS):
-            self.media_hash = new_media_hash()
-            self.short_url = short_url_for(self.media_hash)
-            try:
-                with transaction.atomic():
-                    return super().save(*args, **kwargs)
-            except IntegrityError:
-                taken = MessageAttachment.objects.filter(media_hash=self.media_hash).exists()
-                if not taken or attempt == _HASH_ATTEMPTS - 1:
-                    self.media_hash = self.short_url = None
-                    raise
-        return None
-
     def media_object(self) -> MediaObject:
         """What the serving engine needs to know to serve this attachment."""
-        return MediaObject(
-            media_hash=self.media_hash or "",
-            key=self.file.name,
-            content_type=self.mime_type,
-            size=self.size,
-            sha256=self.sha256,
-            expires_at=self.expires_at.timestamp() if self.expires_at else None,
-            filename=self.original_filename,
-        )
+        return media_model().media_object(self)
 
 
 class ApiKeyQuerySet(models.QuerySet):

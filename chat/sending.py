@@ -1,9 +1,7 @@
-"""Sending an attachment through Evolution API with its short link.
+"""Messages sent through Evolution API: the row's life from pending to sent or failed.
 
-Voice notes (any audio) go as PTT through ``sendWhatsAppAudio``; images, video
-and documents through ``sendMedia`` with a ``fileName`` whose extension matches
-the real type (Evolution takes the mimetype from it, and fails on documents
-without one). The URL is always the short link, never a presigned S3 URL.
+The request itself (PTT or sendMedia, fileName, cache warming) is the engine's
+:func:`mediacache.whatsapp.send_via_evolution`; this module keeps the record.
 """
 
 from __future__ import annotations
@@ -15,13 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from evolution import EvolutionError, EvolutionUnavailable
-from mediacache.headers import safe_filename
-from mediacache.stats import STATS
+from mediacache.whatsapp import send_via_evolution
 
 from .gateway import evolution_client
 from .models import Message, MessageAttachment
-from .services import warm
-from .uploads import extension_for
 
 logger = logging.getLogger("chat")
 
@@ -46,28 +41,6 @@ def normalize_number(raw: str) -> str:
     return digits
 
 
-def mediatype_for(mime_type: str) -> str:
-    """Evolution's ``mediatype``: image, video, audio or document."""
-    base = mime_type.split(";", 1)[0].lower()
-    if base.startswith("image/") and base != "image/svg+xml":
-        return "image"
-    if base.startswith("video/"):
-        return "video"
-    if base.startswith("audio/"):
-        return "audio"
-    return "document"
-
-
-def file_name_for(attachment: MessageAttachment) -> str:
-    """The original name with the extension of the real type (``report`` → ``report.pdf``)."""
-    extension = extension_for(attachment.mime_type)
-    name = safe_filename(attachment.original_filename, attachment.media_hash or "file")
-    stem, dot, current = name.rpartition(".")
-    if dot and f".{current.lower()}" == extension:
-        return name
-    return f"{stem if dot else name}{extension}"
-
-
 def send_message(message: Message) -> Message:
     """Send ``message``'s attachment and record the outcome on the row.
 
@@ -77,42 +50,16 @@ def send_message(message: Message) -> Message:
     attachment = message.attachments.first()
     if attachment is None:
         raise ValueError(f"message {message.pk} has no attachment")
-    url = attachment.short_url
-    logger.info("[CHAT] Using short URL: %s", url)
-    try:
-        warm(attachment)  # Evolution's download is then a cache HIT
-    except Exception as exc:
-        logger.warning("[CHAT] could not warm the cache for %s: %r", attachment.media_hash, exc)
-
     message.attempts += 1
-    mediatype = mediatype_for(attachment.mime_type)
     try:
         with evolution_client() as client:
-            if mediatype == "audio":
-                logger.info("[CHAT] Sending PTT via sendWhatsAppAudio")
-                result = client.send_audio(message.number, url)
-            else:
-                logger.info("[CHAT] Sending %s via sendMedia", mediatype)
-                result = client.send_media(
-                    message.number,
-                    url,
-                    mediatype=mediatype,
-                    mimetype=attachment.mime_type,
-                    file_name=file_name_for(attachment),
-                    caption=message.caption or None,
-                )
+            result = send_via_evolution(
+                client, message.number, attachment, caption=message.caption or None
+            )
     except EvolutionError as exc:
-        STATS.evolution_send("failed")
         message.status = Message.Status.FAILED
         message.error = _describe(exc)
-        logger.error(
-            "[CHAT] Evolution API response: status %s, send failed: %s",
-            exc.status_code or "-",
-            message.error,
-        )
     else:
-        STATS.evolution_send("sent")
-        logger.info("[CHAT] Evolution API response: status 201")
         message.status = Message.Status.SENT
         message.evolution_id = result.message_id
         message.error = ""

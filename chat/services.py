@@ -65,17 +65,12 @@ def create_attachment(
     return attachment
 
 
-def warm(attachment: MessageAttachment, upload: File | None = None) -> None:
-    """Load the object into the caches so the next download is a hit."""
+def warm(attachment: MessageAttachment, upload: File) -> None:
+    """Load the object into the caches from the upload at hand (no store read)."""
     engine = get_engine()
-    if attachment.size > engine.settings.CACHE_MAX_OBJECT_BYTES:
-        return
-    if upload is not None:
+    if attachment.size <= engine.settings.CACHE_MAX_OBJECT_BYTES:
         upload.seek(0)
-        body = upload.read()
-    else:
-        body = engine.store.read(attachment.file.name)
-    engine.warm(attachment.media_object(), body)
+        engine.warm(attachment.media_object(), upload.read())
 
 
 def delete_attachment(attachment: MessageAttachment) -> None:

@@ -15,6 +15,7 @@ from mediacache.filetypes import extension_for
 
 SNIFF_BYTES = 4096
 
+
 class UploadTooLarge(Exception):
     """The upload passed ``MEDIA_MAX_UPLOAD_BYTES``; raised mid-stream, before it is all read."""
 

@@ -183,8 +183,9 @@ PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"
 REDIS_URL = env_str("REDIS_URL")
 
 MEDIACACHE = {
-    # Where a hash is turned into an object: the host app's resolver.
-    "RESOLVER": env_str("MEDIA_RESOLVER", "chat.resolver.resolve_media"),
+    # The attachment model behind the links (mediacache.registry), and its resolver.
+    "MODEL": "chat.MessageAttachment",
+    "RESOLVER": env_str("MEDIA_RESOLVER", "mediacache.registry.resolve_media"),
     "KEY_PREFIX": env_str("MEDIA_KEY_PREFIX", "chat/"),
     "REDIS_URL": REDIS_URL,
     "REDIS_TIMEOUT": env_float("MEDIA_REDIS_TIMEOUT", 0.1),

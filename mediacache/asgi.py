@@ -117,6 +117,35 @@ class BodySizeLimit:
             await _too_large(send)
 
 
+def with_media(django_app, engine: Engine | None = None):
+    """Wrap a Django ASGI application: ``/media/``, ``/healthz``, ``/readyz`` and
+    ``/metrics`` are answered before Django, request bodies are size-limited, and
+    start-up refuses a configuration the ``mediacache`` system checks reject.
+
+    In a host project's asgi.py::
+
+        application = with_media(get_asgi_application())
+    """
+    from django.conf import settings
+    from django.core import checks
+    from django.core.exceptions import ImproperlyConfigured
+
+    errors = [m for m in checks.run_checks(tags=["mediacache"]) if m.is_serious()]
+    if errors:
+        raise ImproperlyConfigured("; ".join(f"{e.msg} {e.hint or ''}".strip() for e in errors))
+    if getattr(settings, "SERVE_STATIC", False):
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+        django_app = ASGIStaticFilesHandler(django_app)
+    if engine is None:
+        from .engine import get_engine
+
+        engine = get_engine()
+    # Multipart framing adds a little to the file itself.
+    limit = engine.settings.MAX_UPLOAD_BYTES + 64 * 1024
+    return MediaRouter(BodySizeLimit(django_app, limit), engine)
+
+
 async def _too_large(send) -> None:
     headers = [
         (b"content-type", b"application/json"),

@@ -9,7 +9,7 @@ from django.conf import settings
 
 @dataclass(frozen=True, slots=True)
 class MediaSettings:
-    RESOLVER: str = "chat.resolver.resolve_media"
+    RESOLVER: str = "mediacache.registry.resolve_media"
     KEY_PREFIX: str = "chat/"
     REDIS_URL: str = ""
     REDIS_TIMEOUT: float = 0.1

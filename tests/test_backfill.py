@@ -108,7 +108,7 @@ def test_small_batches_and_missing_expiry(settings):
 
 def test_a_collision_is_retried_row_by_row(settings, hashed, monkeypatch):
     """The first hash drawn is one that exists: the batch UPDATE fails, then each row retries."""
-    from chat.management.commands import generate_media_hashes as command
+    from mediacache.management.commands import generate_media_hashes as command
 
     legacy_rows(5)
     taken = next(iter(hashed.values()))[0]

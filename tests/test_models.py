@@ -42,7 +42,7 @@ def test_collision_draws_a_new_hash(monkeypatch):
     taken = make_attachment().media_hash
     fresh = "F" * 22
     draws = iter([taken, fresh])
-    monkeypatch.setattr("chat.models.new_media_hash", lambda: next(draws))
+    monkeypatch.setattr("mediacache.models.new_media_hash", lambda: next(draws))
     attachment = make_attachment()
     assert attachment.media_hash == fresh
 

@@ -34,7 +34,8 @@ def wait_for_key(redis_client, key: str, timeout: float = 5.0) -> None:
 
 def age(attachment_id: int, **delta: float) -> None:
     """Move an attachment's upload (and so its expiry) into the past."""
-    from chat.models import MessageAttachment, retention
+    from chat.models import MessageAttachment
+    from mediacache.links import retention
 
     created = timezone.now() - timedelta(**delta)
     MessageAttachment.objects.filter(pk=attachment_id).update(

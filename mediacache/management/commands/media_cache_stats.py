@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from chat.models import MessageAttachment
 from mediacache.engine import get_engine
+from mediacache.registry import media_model
 from mediacache.stats import OUTCOMES
 from mediacache.timeseries import MemorySeries
 
@@ -61,13 +61,19 @@ def collect(minutes: int) -> dict[str, Any]:
         "redis_errors": int(window.total("redis_err")),
         "evolution_sends": {r: int(window.total(f"evo:{r}")) for r in ("sent", "failed")},
         "redis": _redis_report(engine),
-        "expiring_24h": MessageAttachment.objects.filter(
-            expires_at__gt=timezone.now(),
-            expires_at__lte=timezone.now() + timedelta(hours=24),
-            purged_at__isnull=True,
-        ).count(),
+        "expiring_24h": _expiring_within(timedelta(hours=24)),
     }
     return report
+
+
+def _expiring_within(delta: timedelta) -> int | None:
+    registered = media_model()
+    field = registered.fields.expires_at
+    if field is None:
+        return None
+    now = timezone.now()
+    window = {f"{field}__gt": now, f"{field}__lte": now + delta}
+    return registered.queryset().filter(**window).count()
 
 
 def _redis_report(engine) -> dict[str, Any] | None:
@@ -121,7 +127,8 @@ def render(report: dict[str, Any]) -> str:
         memory = f"{redis['used_memory_human']} ({redis['used_memory']:,} B)   (aim < 500 MB)"
         rows.append(("Redis used_memory", memory))
         rows.append(("media keys in Redis", f"{redis['media_keys']:,}"))
-    rows.append(("expiring in 24 h", f"{report['expiring_24h']:,}"))
+    expiring = report["expiring_24h"]
+    rows.append(("expiring in 24 h", "-" if expiring is None else f"{expiring:,}"))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows) + "\n"
 

@@ -10,15 +10,18 @@ sees the rest. Batches walk the primary key, so each is a short transaction.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import IntegrityError, transaction
-from django.db.models import CharField, F, Q, QuerySet, Value
+from django.db.models import CharField, F, Model, Q, QuerySet, Value
 from django.db.models.functions import Concat
 
-from chat.models import MessageAttachment, retention, short_url_for
 from mediacache.hashes import new_media_hash
+from mediacache.links import retention, short_url_for
+from mediacache.registry import FieldMap, media_model
 
 _HASH_ATTEMPTS = 5
 
@@ -53,14 +56,47 @@ class Progress:
             self.out.write("")
 
 
-def rows_without_hash() -> QuerySet[MessageAttachment]:
-    return MessageAttachment.objects.filter(media_hash__isnull=True)
+@dataclass(frozen=True)
+class Target:
+    """The model to backfill and where its expiry and upload time live (if anywhere)."""
+
+    model: type[Model]
+    expires_at: str | None
+    created_at: str | None
+
+    @property
+    def rows(self) -> QuerySet:
+        return self.model._default_manager.all()
 
 
-def rows_with_stale_url() -> QuerySet[MessageAttachment]:
+def target_for(label: str | None) -> Target:
+    registered = media_model()
+    if label is None or label.lower() == registered.model._meta.label_lower:
+        f = registered.fields
+        return Target(registered.model, f.expires_at, f.created_at)
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError) as exc:
+        raise CommandError(f"--model {label!r}: {exc}") from exc
+    names = {f.name for f in model._meta.get_fields()}
+    if not {"media_hash", "short_url"} <= names:
+        raise CommandError(f"{label} has no media_hash/short_url fields (use ShortLinkMixin)")
+    defaults = FieldMap()
+    return Target(
+        model,
+        defaults.expires_at if defaults.expires_at in names else None,
+        defaults.created_at if defaults.created_at in names else None,
+    )
+
+
+def rows_without_hash(target: Target) -> QuerySet:
+    return target.rows.filter(media_hash__isnull=True)
+
+
+def rows_with_stale_url(target: Target) -> QuerySet:
     """Rows whose short_url is not ``PUBLIC_BASE_URL/media/<hash>`` (computed in the database)."""
     return (
-        MessageAttachment.objects.filter(media_hash__isnull=False)
+        target.rows.filter(media_hash__isnull=False)
         .alias(expected_url=expected_url())
         .filter(Q(short_url__isnull=True) | ~Q(short_url=F("expected_url")))
     )
@@ -80,6 +116,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
+            "--model",
+            help='The attachment model, "app_label.Model" (default: MEDIACACHE["MODEL"]).',
+        )
+        parser.add_argument(
             "--batch-size", type=int, default=1000, help="Rows per transaction (1000)."
         )
         parser.add_argument(
@@ -93,22 +133,29 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, batch_size: int, dry_run: bool, rebuild_urls: bool, **options: Any
+        self,
+        *args: Any,
+        model: str | None,
+        batch_size: int,
+        dry_run: bool,
+        rebuild_urls: bool,
+        **options: Any,
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        self.stdout.write(f"Short URLs: {short_url_for('<hash>')}")
+        target = target_for(model)
+        self.stdout.write(f"{target.model._meta.label}; short URLs: {short_url_for('<hash>')}")
         if dry_run:
-            self._dry_run(rebuild_urls)
+            self._dry_run(target, rebuild_urls)
             return
-        self._backfill(batch_size)
+        self._backfill(target, batch_size)
         if rebuild_urls:
-            self._rebuild_urls(batch_size)
+            self._rebuild_urls(target, batch_size)
 
     # --- hashes -----------------------------------------------------------------------
 
-    def _backfill(self, batch_size: int) -> None:
-        queryset = rows_without_hash()
+    def _backfill(self, target: Target, batch_size: int) -> None:
+        queryset = rows_without_hash(target)
         total = queryset.count()
         self.stdout.write(f"{total:,} row(s) without a media hash.")
         progress = Progress(self.stdout, total)
@@ -116,7 +163,7 @@ class Command(BaseCommand):
         last_pk = 0
         while pks := _next_pks(queryset, last_pk, batch_size):
             last_pk = pks[-1]
-            batch = _hash_batch(pks)
+            batch = _hash_batch(target, pks)
             hashed += batch.updated
             skipped += len(pks) - batch.updated
             retried += batch.retried
@@ -133,8 +180,8 @@ class Command(BaseCommand):
 
     # --- URLs -------------------------------------------------------------------------
 
-    def _rebuild_urls(self, batch_size: int) -> None:
-        queryset = rows_with_stale_url()
+    def _rebuild_urls(self, target: Target, batch_size: int) -> None:
+        queryset = rows_with_stale_url(target)
         total = queryset.count()
         self.stdout.write(f"{total:,} short URL(s) to rewrite.")
         progress = Progress(self.stdout, total)
@@ -142,23 +189,27 @@ class Command(BaseCommand):
         last_pk = 0
         while pks := _next_pks(queryset, last_pk, batch_size):
             last_pk = pks[-1]
-            rewritten += MessageAttachment.objects.filter(
-                pk__in=pks, media_hash__isnull=False
-            ).update(short_url=expected_url())
+            rewritten += target.rows.filter(pk__in=pks, media_hash__isnull=False).update(
+                short_url=expected_url()
+            )
             progress.update(rewritten)
         progress.finish()
         self.stdout.write(self.style.SUCCESS(f"Rewrote {rewritten:,} short URL(s)."))
 
-    def _dry_run(self, rebuild_urls: bool) -> None:
-        missing = rows_without_hash()
+    def _dry_run(self, target: Target, rebuild_urls: bool) -> None:
+        missing = rows_without_hash(target)
+        expiries = (
+            missing.filter(**{f"{target.expires_at}__isnull": True}).count()
+            if target.expires_at
+            else 0
+        )
         self.stdout.write(
             f"Dry run: {missing.count():,} row(s) without a media hash would get one "
-            f"({missing.filter(expires_at__isnull=True).count():,} also an expiry)."
+            f"({expiries:,} also an expiry)."
         )
         if rebuild_urls:
-            self.stdout.write(
-                f"Dry run: {rows_with_stale_url().count():,} short URL(s) would be rewritten."
-            )
+            stale = rows_with_stale_url(target).count()
+            self.stdout.write(f"Dry run: {stale:,} short URL(s) would be rewritten.")
         self.stdout.write("Nothing written.")
 
 
@@ -168,40 +219,40 @@ class BatchResult(NamedTuple):
     expiries: int  # rows that also got an expiry
 
 
-def _hash_batch(pks: list[int]) -> BatchResult:
+def _hash_batch(target: Target, pks: list[int]) -> BatchResult:
     """One UPDATE for the batch; on a (128-bit, so rare) collision, row by row.
 
     The expiry is filled in the same transaction, so a run stopped at any point
     never leaves a row with a hash but without an expiry (a rerun would skip it).
     """
-    rows = [_with_new_hash(pk) for pk in pks]
+    rows = [_with_new_hash(target, pk) for pk in pks]
     try:
         with transaction.atomic():
-            updated = rows_without_hash().bulk_update(rows, ["media_hash", "short_url"])
-            return BatchResult(updated, 0, _fill_expiry(pks))
+            updated = rows_without_hash(target).bulk_update(rows, ["media_hash", "short_url"])
+            return BatchResult(updated, 0, _fill_expiry(target, pks))
     except IntegrityError:
         with transaction.atomic():
-            updated = sum(_hash_one(pk) for pk in pks)
-            return BatchResult(updated, len(pks), _fill_expiry(pks))
+            updated = sum(_hash_one(target, pk) for pk in pks)
+            return BatchResult(updated, len(pks), _fill_expiry(target, pks))
 
 
 def _next_pks(queryset: QuerySet, last_pk: int, size: int) -> list[int]:
     return list(queryset.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size])
 
 
-def _with_new_hash(pk: int) -> MessageAttachment:
+def _with_new_hash(target: Target, pk: int) -> Model:
     media_hash = new_media_hash()
-    return MessageAttachment(pk=pk, media_hash=media_hash, short_url=short_url_for(media_hash))
+    return target.model(pk=pk, media_hash=media_hash, short_url=short_url_for(media_hash))
 
 
-def _hash_one(pk: int) -> int:
+def _hash_one(target: Target, pk: int) -> int:
     """Hash one row, drawing again on a collision; 0 if it got a hash elsewhere."""
     for _ in range(_HASH_ATTEMPTS):
-        row = _with_new_hash(pk)
+        row = _with_new_hash(target, pk)
         try:
             with transaction.atomic():
                 return (
-                    rows_without_hash()
+                    rows_without_hash(target)
                     .filter(pk=pk)
                     .update(media_hash=row.media_hash, short_url=row.short_url)
                 )
@@ -210,11 +261,13 @@ def _hash_one(pk: int) -> int:
     raise CommandError(f"could not find a free media hash for row {pk}")
 
 
-def _fill_expiry(pks: list[int]) -> int:
-    """Legacy rows may lack ``expires_at``: give them upload time + retention, as save() does.
+def _fill_expiry(target: Target, pks: list[int]) -> int:
+    """Legacy rows may lack an expiry: give them upload time + retention, as save() does.
 
     Computed in the database, and only where it is NULL, so nothing set is overwritten.
     """
-    return MessageAttachment.objects.filter(pk__in=pks, expires_at__isnull=True).update(
-        expires_at=F("created_at") + retention()
+    if not (target.expires_at and target.created_at):
+        return 0
+    return target.rows.filter(pk__in=pks, **{f"{target.expires_at}__isnull": True}).update(
+        **{target.expires_at: F(target.created_at) + retention()}
     )

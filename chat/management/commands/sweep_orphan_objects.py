@@ -1,0 +1,234 @@
+"""``manage.py sweep_orphan_objects``: delete stored objects that no attachment points to.
+
+An upload stores its object first and writes its row second; when the row cannot
+be written, ``create_attachment`` deletes the object again. Only a crash in
+between (the process killed, the node lost) leaves an object without a row:
+nothing links to it, and only the bucket's 30-day lifecycle rule (none on a local
+disk) would ever remove it. This command finds those objects and deletes them.
+
+Objects younger than ``--min-age`` minutes (60) are never touched: an upload in
+flight has its object stored and its row not yet written. The key prefix
+(``MEDIA_KEY_PREFIX``, ``chat/``) is walked page by page — S3's
+``list_objects_v2`` paginator, or the directory tree of the local store — and the
+database is asked about one batch of keys at a time, again just before deleting.
+Safe to run from cron; ``--dry-run`` lists what it would delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from chat.management.commands.purge_expired_media import _prune_empty_dirs
+from chat.models import MessageAttachment
+from mediacache.settings import MediaSettings
+
+logger = logging.getLogger("chat")
+
+S3_MAX_DELETE = 1000  # DeleteObjects takes at most 1,000 keys
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str  # as the row's ``file`` field holds it
+    modified: datetime
+    size: int
+
+
+@dataclass
+class Totals:
+    scanned: int = 0
+    young: int = 0
+    orphans: int = 0
+    bytes: int = 0
+    failed: int = 0
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete stored objects under the key prefix that no MessageAttachment row points "
+        "to and that are older than --min-age minutes (left by a crash between store and "
+        "database). Batched; safe to run repeatedly (cron)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--min-age",
+            type=int,
+            default=60,
+            help="Only objects at least this many minutes old (60): spares uploads in flight.",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="List the orphans; delete nothing."
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=S3_MAX_DELETE, help="Keys per batch (1000)."
+        )
+        parser.add_argument(
+            "--prefix", default=None, help="Key prefix to walk (MEDIA_KEY_PREFIX, 'chat/')."
+        )
+
+    def handle(
+        self,
+        *args: Any,
+        min_age: int,
+        dry_run: bool,
+        batch_size: int,
+        prefix: str | None,
+        **options: Any,
+    ) -> None:
+        if min_age < 0:
+            raise CommandError("--min-age must be 0 or more")
+        if not 1 <= batch_size <= S3_MAX_DELETE:
+            raise CommandError(f"--batch-size must be between 1 and {S3_MAX_DELETE}")
+        prefix = MediaSettings.from_django().KEY_PREFIX if prefix is None else prefix
+        if not prefix.strip("/"):
+            # Without a prefix every object of a shared bucket would look orphaned.
+            raise CommandError("refusing to sweep without a key prefix")
+        storage = storages["default"]
+        walker = _walker(storage)
+        cutoff = timezone.now() - timedelta(minutes=min_age)
+        totals = Totals()
+        for batch in walker.batches(prefix, batch_size):
+            totals.scanned += len(batch)
+            old = [o for o in batch if o.modified <= cutoff]
+            totals.young += len(batch) - len(old)
+            orphans = _without_rows(old)
+            if orphans and not dry_run:
+                # Asked again just before deleting: a row that landed meanwhile wins.
+                orphans = _without_rows(orphans)
+            for obj in orphans:
+                age = timezone.now() - obj.modified
+                self.stdout.write(f"{obj.key}\t{obj.size}\t{_minutes(age)} min old")
+            if orphans and not dry_run:
+                failed = walker.delete([o.key for o in orphans])
+                for obj in orphans:
+                    if obj.key not in failed:
+                        logger.warning("[CHAT] sweeper deleted orphan object %s", obj.key)
+                totals.failed += len(failed)
+                orphans = [o for o in orphans if o.key not in failed]
+            totals.orphans += len(orphans)
+            totals.bytes += sum(o.size for o in orphans)
+        self._report(totals, prefix, min_age, dry_run)
+
+    def _report(self, totals: Totals, prefix: str, min_age: int, dry_run: bool) -> None:
+        done = "would be deleted" if dry_run else "deleted"
+        self.stdout.write(
+            f"{'Dry run: ' if dry_run else ''}{totals.orphans:,} orphan object(s) "
+            f"({totals.bytes:,} bytes) {done}; scanned {totals.scanned:,} under {prefix!r}, "
+            f"{totals.young:,} younger than {min_age} min left alone."
+        )
+        if totals.failed:
+            raise CommandError(f"{totals.failed} orphan object(s) could not be deleted")
+
+
+def _minutes(age: timedelta) -> int:
+    return int(age.total_seconds() // 60)
+
+
+def _without_rows(objects: list[StoredObject]) -> list[StoredObject]:
+    """The objects no attachment row points to (one indexed query per batch)."""
+    if not objects:
+        return []
+    known = set(
+        MessageAttachment.objects.filter(file__in=[o.key for o in objects]).values_list(
+            "file", flat=True
+        )
+    )
+    return [o for o in objects if o.key not in known]
+
+
+def _walker(storage: Storage) -> S3Walker | LocalWalker:
+    if isinstance(storage, FileSystemStorage):
+        return LocalWalker(storage)
+    if hasattr(storage, "bucket_name") and hasattr(storage, "connection"):
+        return S3Walker(storage)
+    raise CommandError(f"cannot sweep a {type(storage).__name__}")
+
+
+class S3Walker:
+    """A bucket through django-storages' boto3 client (honours its ``location``)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.client = storage.connection.meta.client  # type: ignore[attr-defined]
+        self.bucket: str = storage.bucket_name  # type: ignore[attr-defined]
+        location = (getattr(storage, "location", "") or "").strip("/")
+        self.location = f"{location}/" if location else ""
+
+    def batches(self, prefix: str, size: int) -> Iterator[list[StoredObject]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket,
+            Prefix=self.location + prefix,
+            PaginationConfig={"PageSize": size},
+        )
+        for page in pages:
+            batch = [
+                StoredObject(item["Key"][len(self.location) :], item["LastModified"], item["Size"])
+                for item in page.get("Contents", [])
+            ]
+            if batch:
+                yield batch
+
+    def delete(self, keys: list[str]) -> set[str]:
+        """Delete in one request; returns the keys that could not be deleted."""
+        response = self.client.delete_objects(
+            Bucket=self.bucket,
+            Delete={"Objects": [{"Key": self.location + k} for k in keys], "Quiet": True},
+        )
+        failed = set()
+        for error in response.get("Errors", []):
+            logger.error("[CHAT] sweeper could not delete %s: %s", error["Key"], error["Code"])
+            failed.add(error["Key"][len(self.location) :])
+        return failed
+
+
+class LocalWalker:
+    """The local directory store: walk the tree under the prefix, in a stable order."""
+
+    def __init__(self, storage: FileSystemStorage) -> None:
+        self.storage = storage
+        self.root = Path(storage.location).resolve()
+
+    def batches(self, prefix: str, size: int) -> Iterator[list[StoredObject]]:
+        base = Path(self.storage.path(prefix))
+        batch: list[StoredObject] = []
+        for directory, subdirectories, files in os.walk(base):
+            subdirectories.sort()
+            for name in sorted(files):
+                path = Path(directory, name)
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                key = path.resolve().relative_to(self.root).as_posix()
+                batch.append(
+                    StoredObject(key, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size)
+                )
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def delete(self, keys: list[str]) -> set[str]:
+        failed = set()
+        for key in keys:
+            try:
+                os.remove(self.storage.path(key))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.error("[CHAT] sweeper could not delete %s: %r", key, exc)
+                failed.add(key)
+                continue
+            _prune_empty_dirs(self.storage, key)
+        return failed
