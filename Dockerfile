@@ -18,7 +18,7 @@ COPY evolution evolution
 COPY ops ops
 COPY manage.py ./
 COPY scripts/serve.sh scripts/serve.sh
-RUN pip install .
+RUN pip install ".[service]"
 
 USER mediacache
 EXPOSE 8000

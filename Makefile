@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYTHON VENV
 
-.PHONY: run test lint format install clean
+.PHONY: run test test-host lint format install clean bench replay
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	./scripts/bootstrap.sh
@@ -16,10 +16,17 @@ install: $(VENV)/.installed
 run: install
 	./scripts/run_dev.sh
 
-## Run the test suite against real PostgreSQL, Redis and an S3 endpoint (started if needed).
+## Run the test suite against real PostgreSQL, Redis and an S3 endpoint (started if needed),
+## then the example host project against the built wheel.
 test: install
 	$(BIN)/python scripts/ensure_test_services.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	./scripts/test_host_project.sh -q
+
+## Only the example host project (examples/hostproject) against the built wheel.
+test-host: install
+	$(BIN)/python scripts/ensure_test_services.py
+	./scripts/test_host_project.sh
 
 lint: install
 	$(BIN)/ruff check .
@@ -31,3 +38,13 @@ format: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+
+## Benchmark the serving path against nginx and the naive design (bench/README.md).
+bench: install
+	./bench/install.sh
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Replay a day of chat traffic against Redis budgets of 64/128/256 MB.
+replay: install
+	./bench/install.sh
+	$(BIN)/python -m bench.replay $(REPLAY_ARGS)

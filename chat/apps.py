@@ -5,6 +5,3 @@ class ChatConfig(AppConfig):
     name = "chat"
     label = "chat"
     verbose_name = "Chat"
-
-    def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks

@@ -8,7 +8,9 @@ class MediacacheConfig(AppConfig):
     verbose_name = "Media cache"
 
     def ready(self) -> None:
-        """A registered model without ShortLinkMixin gets its links on save as well."""
+        """System checks; a registered model without ShortLinkMixin gets its links on save."""
+        from . import checks  # noqa: F401 - registers them
+
         if not getattr(settings, "MEDIACACHE", {}).get("MODEL"):
             return
         from .models import ShortLinkMixin, fill_short_link

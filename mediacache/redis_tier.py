@@ -73,9 +73,15 @@ class RedisTier:
             max_connections=256,
         )
 
-    async def get(self, media_hash: str) -> CachedMedia | bytes | None:
-        """The entry, ``codec.TOMBSTONE`` for a remembered 404, or None (miss or Redis down)."""
-        if self.breaker.is_open:
+    async def get(
+        self, media_hash: str, *, past_breaker: bool = False
+    ) -> CachedMedia | bytes | None:
+        """The entry, ``codec.TOMBSTONE`` for a remembered 404, or None (miss or Redis down).
+
+        ``past_breaker``: ask even while the breaker is open (the store or database is
+        down and this is the last chance to serve a cached copy instead of a 503).
+        """
+        if self.breaker.is_open and not past_breaker:
             return None
         try:
             async with asyncio.timeout(self.timeout):

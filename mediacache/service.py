@@ -185,6 +185,17 @@ class MediaService:
                 and not self.l1.invalidated_since(media_hash, started)
             ):
                 await self.redis.put(lookup.entry, self.ttl_for(self.settings, obj))
+        except Unavailable as exc:
+            # The database or the store is down. This request may have skipped Redis
+            # only because its breaker is open after a hiccup (any event-loop stall
+            # longer than REDIS_TIMEOUT trips it, e.g. while an upload builds its S3
+            # client): a cached object must not get a 503 for that. Found by the
+            # fault suite (chaos/README.md); ask Redis once more, past the breaker.
+            fallback = None if future.done() else await self._past_the_breaker(media_hash)
+            if fallback is not None:
+                self._land(media_hash, future, result=fallback)
+            else:
+                self._land(media_hash, future, exc=exc)
         except Exception as exc:
             if future.done():
                 logger.warning("[MEDIA CACHE] fill of %s failed: %r", media_hash, exc)
@@ -194,6 +205,16 @@ class MediaService:
             if token is not None:  # only after the Redis fill: waiters elsewhere read it
                 await self.redis.unlock(media_hash, token)  # type: ignore[union-attr]
             self._land(media_hash, future)
+
+    async def _past_the_breaker(self, media_hash: str) -> Lookup | None:
+        """The cached copy, asked for even while the Redis breaker is open: last resort."""
+        if self.redis is None:
+            return None
+        cached = await self.redis.get(media_hash, past_breaker=True)
+        if not isinstance(cached, CachedMedia) or seconds_left(cached.obj) <= 0:
+            return None
+        logger.info("[MEDIA CACHE] %s served from redis past its breaker", media_hash)
+        return Lookup(cached.obj, cached, True, "redis")
 
     async def _resolve(self, media_hash: str) -> MediaObject:
         loop = asyncio.get_running_loop()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat.checks import check_public_base_url
 from evolution.urlcheck import rejection_reason
+from mediacache.checks import check_public_base_url
 
 
 @pytest.mark.parametrize(
@@ -30,10 +30,10 @@ def test_rejected(url):
 def test_check_is_an_error_when_evolution_is_configured(settings):
     settings.PUBLIC_BASE_URL = "http://localhost:8000"
     settings.EVOLUTION = {**settings.EVOLUTION, "API_URL": ""}
-    assert [m.id for m in check_public_base_url()] == ["chat.W001"]
+    assert [m.id for m in check_public_base_url()] == ["mediacache.W001"]
     settings.EVOLUTION = {**settings.EVOLUTION, "API_URL": "https://evo.example.com"}
     (error,) = check_public_base_url()
-    assert error.id == "chat.E001"
+    assert error.id == "mediacache.E001"
     assert "localhost" in error.msg
 
 

@@ -1,0 +1,11 @@
+"""The host's ASGI entry, wrapped by Mediacache: /media/ is served before Django."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hostproject.settings")
+
+from django.core.asgi import get_asgi_application
+
+from mediacache.asgi import with_media
+
+application = with_media(get_asgi_application())
