@@ -12,22 +12,28 @@ from datetime import datetime
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import File, NinjaAPI, Schema, Status
+from ninja import File, Form, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
+
+from mediacache.hashes import ORIGINAL_SUFFIX
+from mediacache.whatsapp import NotSendable
 
 from .auth import ApiKeyAuth
 from .gateway import GatewayNotConfigured, ensure_configured
 from .models import Message, MessageAttachment
 from .sending import (
     InvalidNumber,
+    check_sendable,
     claim_for_resend,
     create_outbound,
+    message_warnings,
     normalize_number,
     send_message,
 )
 from .services import StoreWriteFailed, create_attachment, delete_attachment
 from .uploads import UploadTooLarge
+from .variants import UndecodableMedia
 
 logger = logging.getLogger("chat")
 
@@ -50,6 +56,25 @@ class AttachmentOut(Schema):
     original_filename: str
     created_at: datetime
     expires_at: datetime | None
+    # The WhatsApp-ready variant short_url serves (voice note: "audio/ogg; codecs=opus",
+    # image: "image/jpeg"), None when short_url serves the upload as it came.
+    variant_mime_type: str | None
+    variant_size: int | None
+    original_url: str | None  # the upload as it came, always
+    duration_seconds: float | None  # audio only
+    waveform: list[int] | None  # audio only: 64 values 0-100
+
+    @staticmethod
+    def resolve_variant_mime_type(attachment: MessageAttachment) -> str | None:
+        return attachment.variant_mime_type if attachment.variant else None
+
+    @staticmethod
+    def resolve_variant_size(attachment: MessageAttachment) -> int | None:
+        return attachment.variant_size if attachment.variant else None
+
+    @staticmethod
+    def resolve_original_url(attachment: MessageAttachment) -> str | None:
+        return attachment.short_url + ORIGINAL_SUFFIX if attachment.short_url else None
 
 
 class MessageOut(Schema):
@@ -63,17 +88,26 @@ class MessageOut(Schema):
     attempts: int
     created_at: datetime
     sent_at: datetime | None
+    send_as_document: bool
     attachment: AttachmentOut | None
+    # E.g. a voice note over WhatsApp's 512 KB play-button size (sent anyway).
+    warnings: list[str]
 
     @staticmethod
     def resolve_attachment(message: Message) -> MessageAttachment | None:
         return message.attachments.first()
+
+    @staticmethod
+    def resolve_warnings(message: Message) -> list[str]:
+        return message_warnings(message)
 
 
 class SendIn(Schema):
     number: str
     attachment_id: int
     caption: str = ""
+    # Send as a document (the upload as it came): for video WhatsApp will not take as video.
+    as_document: bool = False
 
 
 class ErrorOut(Schema):
@@ -123,6 +157,16 @@ def _store_down(request, exc):
     return _error(request, 503, "object store unavailable, nothing was stored", Retry_After="5")
 
 
+@api.exception_handler(UndecodableMedia)
+def _undecodable(request, exc: UndecodableMedia):
+    return _error(request, 400, f"the file could not be decoded: {exc.reason}")
+
+
+@api.exception_handler(NotSendable)
+def _not_sendable(request, exc: NotSendable):
+    return _error(request, 422, exc.reason)
+
+
 @api.exception_handler(GatewayNotConfigured)
 def _no_gateway(request, exc):
     return _error(request, 503, str(exc))
@@ -150,6 +194,7 @@ def _unexpected(request, exc):
 
 
 _ERRORS = {400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 503: ErrorOut}
+_SEND_ERRORS = {**_ERRORS, 422: ErrorOut}
 
 
 @api.post(
@@ -157,12 +202,25 @@ _ERRORS = {400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 503: ErrorOut}
     response={201: AttachmentOut, **_ERRORS},
     summary="Upload a file and get its short link",
 )
-def upload_attachment(request: HttpRequest, file: File[UploadedFile]):
-    """Stores the bytes (type sniffed from content), then answers 201 with the short URL."""
+def upload_attachment(
+    request: HttpRequest, file: File[UploadedFile], voice_note: Form[bool | None] = None
+):
+    """Stores the bytes (type sniffed from content), then answers 201 with the short URL.
+
+    Audio (or ``voice_note=true``) gets an Ogg Opus mono variant that the short URL
+    serves; audio the decoder cannot read is refused with 400 and nothing is stored.
+    Images WhatsApp would not show (over 5 MB, HEIC, WebP, TIFF, BMP) get a JPEG one.
+    """
     if file.size == 0:
         raise HttpError(400, "the file is empty")
     sha256 = getattr(request, "upload_sha256", {}).get("file", "")
-    attachment = create_attachment(file, original_filename=file.name or "", sha256=sha256)
+    attachment = create_attachment(
+        file,
+        original_filename=file.name or "",
+        sha256=sha256,
+        voice_note=voice_note,
+        for_sending=True,
+    )
     return Status(201, attachment)
 
 
@@ -197,6 +255,8 @@ _SEND_BODY = {
                     "properties": {
                         "number": {"type": "string"},
                         "caption": {"type": "string"},
+                        "as_document": {"type": "boolean"},
+                        "voice_note": {"type": "boolean"},
                         "file": {"type": "string", "format": "binary"},
                     },
                 }
@@ -204,7 +264,7 @@ _SEND_BODY = {
         },
     }
 }
-_SEND_RESPONSES = {201: MessageOut, 502: MessageOut, **_ERRORS, 404: ErrorOut}
+_SEND_RESPONSES = {201: MessageOut, 502: MessageOut, **_SEND_ERRORS, 404: ErrorOut}
 
 
 @api.post(
@@ -217,7 +277,9 @@ def send(request: HttpRequest):
     """JSON ``{number, attachment_id, caption?}``, or multipart ``file`` + ``number`` (+ caption).
 
     Audio goes as a voice note (PTT); the rest through sendMedia. 201 when Evolution
-    accepted it; 502 with the message (``status: failed``, ``error``) when it did not.
+    accepted it; 502 with the message (``status: failed``, ``error``) when it did not;
+    422 when WhatsApp would refuse it as its type (video not H.264/AAC MP4 or over
+    16 MB, ...) before anything is sent: ``as_document: true`` sends it as a document.
     """
     ensure_configured()  # before anything is stored or recorded
     if request.content_type == "multipart/form-data":
@@ -227,20 +289,30 @@ def send(request: HttpRequest):
             number=request.POST.get("number", ""),
             attachment_id=0,
             caption=request.POST.get("caption", ""),
+            as_document=_form_bool(request.POST.get("as_document")) or False,
         )
         number = normalize_number(payload.number)
         upload = request.FILES["file"]
         if upload.size == 0:
             raise HttpError(400, "the file is empty")
         sha256 = getattr(request, "upload_sha256", {}).get("file", "")
-        attachment = create_attachment(upload, original_filename=upload.name or "", sha256=sha256)
+        attachment = create_attachment(
+            upload,
+            original_filename=upload.name or "",
+            sha256=sha256,
+            voice_note=_form_bool(request.POST.get("voice_note")),
+            for_sending=True,
+        )
     else:
         payload = _parse_json(request, SendIn)
         number = normalize_number(payload.number)
         attachment = get_object_or_404(MessageAttachment, pk=payload.attachment_id)
         if attachment.message_id is not None:
             raise HttpError(400, "this attachment already belongs to a message")
-    message = send_message(create_outbound(number, attachment, payload.caption))
+    check_sendable(attachment, as_document=payload.as_document)  # 422 before any row
+    message = send_message(
+        create_outbound(number, attachment, payload.caption, as_document=payload.as_document)
+    )
     return Status(201 if message.status == Message.Status.SENT else 502, message)
 
 
@@ -261,6 +333,16 @@ def resend(request: HttpRequest, message_id: int):
         raise HttpError(409, "only failed messages can be re-sent")
     message = send_message(message)
     return Status(201 if message.status == Message.Status.SENT else 502, message)
+
+
+def _form_bool(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise HttpError(400, f"expected true or false, got {value[:20]!r}")
 
 
 def _parse_json(request: HttpRequest, schema: type[Schema]):

@@ -31,6 +31,9 @@ class Message(models.Model):
     number = models.CharField(max_length=64, help_text="The remote WhatsApp number or JID.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     caption = models.TextField(blank=True)
+    # Send the attachment as a document (sendMedia mediatype "document", the upload
+    # as it came) rather than as image/video/voice note: kept for re-sends.
+    send_as_document = models.BooleanField(default=False)
     # Evolution's ``key.id``: the WhatsApp message id, for sends and received messages.
     evolution_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     error = models.TextField(blank=True, help_text="Why the last send failed.")
@@ -67,6 +70,18 @@ class MessageAttachment(ShortLinkMixin, models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Set when the object was deleted from the store after expiry (local store purge).
     purged_at = models.DateTimeField(null=True, blank=True)
+    # A WhatsApp-ready copy of the upload: a voice note as Ogg Opus mono, an image as
+    # JPEG within WhatsApp's limit. /media/{hash} serves it, /media/{hash}/original the
+    # upload. The same key as ``file`` when the upload already was Ogg Opus mono.
+    variant = models.FileField(max_length=255, blank=True, default="")
+    variant_mime_type = models.CharField(max_length=127, blank=True)
+    variant_size = models.BigIntegerField(null=True, blank=True)
+    variant_sha256 = models.CharField(max_length=64, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    # 64 values 0-100: the loudness envelope a voice-note player draws.
+    waveform = models.JSONField(null=True, blank=True)
+    # What the decoder saw (container, audio/video codecs, size): decides "sendable as video".
+    media_info = models.JSONField(null=True, blank=True)
     # media_hash and short_url come from ShortLinkMixin, shaped as existing deployments
     # have them (DESIGN.md); save() fills them and the expiry.
     media_expires_field = "expires_at"

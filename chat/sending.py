@@ -9,11 +9,19 @@ from __future__ import annotations
 import logging
 import re
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from evolution import EvolutionError, EvolutionUnavailable
-from mediacache.whatsapp import send_via_evolution
+from mediacache.registry import media_model
+from mediacache.whatsapp import (
+    NotSendable,
+    mediatype_for,
+    send_via_evolution,
+    send_warnings,
+)
+from mediacache.whatsapp import check_sendable as whatsapp_check
 
 from .gateway import evolution_client
 from .models import Message, MessageAttachment
@@ -54,11 +62,19 @@ def send_message(message: Message) -> Message:
     try:
         with evolution_client() as client:
             result = send_via_evolution(
-                client, message.number, attachment, caption=message.caption or None
+                client,
+                message.number,
+                attachment,
+                caption=message.caption or None,
+                as_document=message.send_as_document,
+                audio_encoding=settings.EVOLUTION.get("AUDIO_ENCODING") or None,
             )
     except EvolutionError as exc:
         message.status = Message.Status.FAILED
         message.error = _describe(exc)
+    except NotSendable as exc:  # checked before the send too: only a changed setting lands here
+        message.status = Message.Status.FAILED
+        message.error = f"NotSendable: {exc.reason}"
     else:
         message.status = Message.Status.SENT
         message.evolution_id = result.message_id
@@ -77,13 +93,16 @@ def _describe(exc: EvolutionError) -> str:
     return text[:2000]
 
 
-def create_outbound(number: str, attachment: MessageAttachment, caption: str = "") -> Message:
+def create_outbound(
+    number: str, attachment: MessageAttachment, caption: str = "", *, as_document: bool = False
+) -> Message:
     with transaction.atomic():
         message = Message.objects.create(
             direction=Message.Direction.OUTBOUND,
             number=number,
             caption=caption,
             status=Message.Status.PENDING,
+            send_as_document=as_document,
         )
         attachment.message = message
         attachment.save(update_fields=["message"])
@@ -96,3 +115,20 @@ def claim_for_resend(message_id: int) -> Message | None:
         pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.FAILED
     ).update(status=Message.Status.PENDING, updated_at=timezone.now())
     return Message.objects.get(pk=message_id) if claimed else None
+
+
+def check_sendable(attachment: MessageAttachment, *, as_document: bool = False) -> str:
+    """The mediatype it would go as; NotSendable (with the reason) before anything is sent."""
+    obj = media_model().media_object(attachment, original=as_document)
+    return whatsapp_check(obj, media_info=attachment.media_info, as_document=as_document)
+
+
+def message_warnings(message: Message) -> list[str]:
+    """What the recipient may notice about this message's media (a voice note too big
+    for WhatsApp's play button), as the send logged it."""
+    attachment = message.attachments.first()
+    if attachment is None or message.direction != Message.Direction.OUTBOUND:
+        return []
+    obj = attachment.media_object()
+    mediatype = "document" if message.send_as_document else mediatype_for(obj.content_type)
+    return send_warnings(obj, mediatype)

@@ -1,4 +1,5 @@
-"""Attachment lifecycle: store the bytes, then record the row; delete both together."""
+"""Attachment lifecycle: make the variant, store the bytes, then record the row;
+delete them all together."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError
 
+from mediacache import codec
 from mediacache.engine import get_engine
+from mediacache.hashes import original_key
+from mediacache.redis_tier import INVALIDATION_CHANNEL
 
+from . import variants
 from .models import MessageAttachment
-from .uploads import SNIFF_BYTES, new_object_key, sniff
+from .uploads import SNIFF_BYTES, SniffedType, new_object_key, sniff
 
 logger = logging.getLogger("chat")
 
@@ -22,28 +27,61 @@ class StoreWriteFailed(Exception):
 
 
 def create_attachment(
-    upload: File, *, original_filename: str, sha256: str, message=None
+    upload: File,
+    *,
+    original_filename: str,
+    sha256: str,
+    message=None,
+    voice_note: bool | None = None,
+    for_sending: bool = False,
 ) -> MessageAttachment:
-    """Store ``upload`` under a fresh key, then save its row. Returns the saved row.
+    """Store ``upload`` (and its WhatsApp-ready variant) under fresh keys, then save its row.
+
+    The variant is made first, from the upload at hand, in a child process with a
+    time limit (:mod:`chat.variants`). ``for_sending`` (uploads through the API):
+    audio the decoder cannot read, or an image that needs a JPEG and cannot be
+    read, raises :class:`chat.variants.UndecodableMedia` before anything is stored;
+    otherwise (webhook, ops page) the upload is kept without a variant. Images get
+    JPEG variants only ``for_sending`` (received stickers stay WebP).
 
     The row is written only after the store has the bytes; if the row cannot be
-    written the object is deleted again, so neither side is left orphaned.
+    written the objects are deleted again, so neither side is left orphaned.
     """
     upload.seek(0)
     kind = sniff(upload.read(SNIFF_BYTES))
     upload.seek(0)
+    with variants.prepare(
+        upload, kind, voice_note=voice_note, strict=for_sending, images=for_sending
+    ) as prepared:
+        return _store(upload, kind, prepared, original_filename, sha256, message)
+
+
+def _store(
+    upload: File,
+    kind: SniffedType,
+    prepared: variants.Prepared,
+    original_filename: str,
+    sha256: str,
+    message,
+) -> MessageAttachment:
     key = new_object_key(kind.extension)
     try:
         stored_key = default_storage.save(key, upload)
     except Exception as exc:
         logger.error("[CHAT] store write failed for %s: %r", key, exc)
         raise StoreWriteFailed(str(exc)) from exc
+    try:
+        variant_key = store_variant(stored_key, prepared)
+    except StoreWriteFailed:
+        _delete_quietly(stored_key)
+        raise
     attachment = MessageAttachment(
         message=message,
         original_filename=original_filename[:255],
         mime_type=kind.mime_type,
         size=upload.size,
         sha256=sha256,
+        **prepared.model_fields(variant_key),
     )
     attachment.file.name = stored_key
     try:
@@ -51,35 +89,111 @@ def create_attachment(
     except DatabaseError:
         logger.error("[CHAT] database write failed, removing stored object %s", stored_key)
         _delete_quietly(stored_key)
+        if variant_key and variant_key != stored_key:
+            _delete_quietly(variant_key)
         raise
     logger.info(
-        "[CHAT] stored %s as %s (%s, %d B) -> %s",
+        "[CHAT] stored %s as %s (%s, %d B%s) -> %s",
         stored_key,
         attachment.media_hash,
         attachment.mime_type,
         attachment.size,
+        f"; variant {variant_key} {attachment.variant_mime_type} {attachment.variant_size} B"
+        if variant_key
+        else "",
         attachment.short_url,
     )
     if settings.MEDIACACHE["WARM_ON_UPLOAD"]:
-        warm(attachment, upload)
+        warm(attachment, upload, prepared.path)
     return attachment
 
 
-def warm(attachment: MessageAttachment, upload: File) -> None:
-    """Load the object into the caches from the upload at hand (no store read)."""
+def store_variant(stored_key: str, prepared: variants.Prepared) -> str:
+    """Store the prepared variant beside the upload's object; returns its key ("" if none)."""
+    if prepared.passthrough:
+        return stored_key  # the upload already is the variant
+    if prepared.path is None:
+        return ""
+    wanted = variants.variant_key_for(stored_key, prepared.extension)
+    try:
+        with open(prepared.path, "rb") as variant_file:
+            return default_storage.save(wanted, File(variant_file))
+    except Exception as exc:
+        logger.error("[CHAT] store write failed for %s: %r", wanted, exc)
+        raise StoreWriteFailed(str(exc)) from exc
+
+
+def build_variant(attachment: MessageAttachment) -> str:
+    """Make the missing variant of a stored voice note (the backfill). Returns what
+    happened: ``built``, ``passthrough``, ``none`` (no variant possible; the reason is
+    kept in ``media_info``) or ``raced`` (another run built it first).
+
+    The link then serves the variant: its cached copy of the upload is purged.
+    """
+    kind = SniffedType(attachment.mime_type, attachment.file.name.rpartition(".")[2])
+    with default_storage.open(attachment.file.name, "rb") as stored:
+        upload = File(stored, name=attachment.file.name)
+        upload.size = attachment.size  # type: ignore[misc]
+        with variants.prepare(upload, kind, strict=False, images=False) as prepared:
+            variant_key = store_variant(attachment.file.name, prepared)
+            fields = prepared.model_fields(variant_key)
+    updated = MessageAttachment.objects.filter(pk=attachment.pk, variant="").update(**fields)
+    if not updated:
+        if variant_key and variant_key != attachment.file.name:
+            _delete_quietly(variant_key)
+        return "raced"
+    if attachment.media_hash and variant_key:
+        forget_cached(attachment.media_hash)
+    if not variant_key:
+        return "none"
+    return "passthrough" if prepared.passthrough else "built"
+
+
+def forget_cached(media_hash: str) -> None:
+    """Drop the cached copy behind a link that now serves something else (its new
+    variant), in every tier and process, *without* the tombstone a delete leaves.
+
+    Belongs in the engine (``Engine.refresh``); engine.py is outside this change.
+    """
     engine = get_engine()
-    if attachment.size <= engine.settings.CACHE_MAX_OBJECT_BYTES:
-        upload.seek(0)
-        engine.warm(attachment.media_object(), upload.read())
+    engine.l1.invalidate(media_hash)
+    if engine.writer is None:
+        return
+    try:
+        pipe = engine.writer.client.pipeline(transaction=False)
+        pipe.delete(codec.redis_key(media_hash), codec.tail_key(media_hash))
+        pipe.publish(INVALIDATION_CHANNEL, media_hash)
+        pipe.execute()
+    except Exception as exc:
+        logger.error("[CHAT] could not drop the cached copy of %s: %r", media_hash, exc)
+
+
+def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:
+    """Load what the short link serves into the caches from the files at hand (no store read)."""
+    engine = get_engine()
+    obj = attachment.media_object()
+    if obj.size > engine.settings.CACHE_MAX_OBJECT_BYTES:
+        return
+    if variant_path is not None:
+        with open(variant_path, "rb") as variant_file:
+            engine.warm(obj, variant_file.read())
+        return
+    upload.seek(0)
+    engine.warm(obj, upload.read())
 
 
 def delete_attachment(attachment: MessageAttachment) -> None:
     """Delete the object and the row, and forget the link in every cache tier."""
     media_hash, key = attachment.media_hash, attachment.file.name
+    variant_key = attachment.variant.name if attachment.variant else ""
     attachment.delete()
     if media_hash:
-        get_engine().purge(media_hash)
+        engine = get_engine()
+        engine.purge(media_hash)
+        engine.purge(original_key(media_hash))  # /media/{hash}/original is cached apart
     _delete_quietly(key)
+    if variant_key and variant_key != key:
+        _delete_quietly(variant_key)
 
 
 def _delete_quietly(key: str) -> None:

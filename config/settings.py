@@ -208,6 +208,16 @@ MEDIACACHE = {
     "NOT_FOUND_WINDOW": env_float("MEDIA_NOT_FOUND_WINDOW", 60.0),
     # /metrics: this bearer token, or (unset) loopback clients only.
     "METRICS_TOKEN": env_str("METRICS_TOKEN"),
+    # WhatsApp-ready media (mediacache.transcode; defaults are WhatsApp's limits).
+    "VOICE_VARIANTS": env_bool("MEDIA_VOICE_VARIANTS", True),
+    "VOICE_SAMPLE_RATE": env_int("MEDIA_VOICE_SAMPLE_RATE", 48000),
+    "VOICE_BITRATE": env_int("MEDIA_VOICE_BITRATE", 24000),
+    "VOICE_PLAY_BUTTON_BYTES": env_int("MEDIA_VOICE_PLAY_BUTTON_BYTES", 512 * 1024),
+    "TRANSCODE_TIMEOUT": env_float("MEDIA_TRANSCODE_TIMEOUT", 60.0),
+    "IMAGE_MAX_BYTES": env_int("MEDIA_IMAGE_MAX_BYTES", 5 * 1024 * 1024),
+    "IMAGE_MAX_SIDE": env_int("MEDIA_IMAGE_MAX_SIDE", 4096),
+    "VIDEO_MAX_BYTES": env_int("MEDIA_VIDEO_MAX_BYTES", 16 * 1024 * 1024),
+    "DOCUMENT_MAX_BYTES": env_int("MEDIA_DOCUMENT_MAX_BYTES", 100 * 1024 * 1024),
 }
 
 # --- Evolution API (WhatsApp gateway) ---------------------------------------------
@@ -220,6 +230,9 @@ EVOLUTION = {
     "CONNECT_TIMEOUT": env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0),
     "READ_TIMEOUT": env_float("EVOLUTION_READ_TIMEOUT", 60.0),
     "MAX_RETRIES": env_int("EVOLUTION_MAX_RETRIES", 2),
+    # sendWhatsAppAudio's ``encoding`` for voice notes with a ready Ogg Opus variant:
+    # off (false) lets Evolution skip its ffmpeg run and its ?timestamp= append.
+    "AUDIO_ENCODING": env_bool("EVOLUTION_AUDIO_ENCODING", False),
     # Shared secret of the inbound webhook (header X-Webhook-Secret or the URL path).
     "WEBHOOK_SECRET": env_str("EVOLUTION_WEBHOOK_SECRET"),
 }

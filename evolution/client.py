@@ -118,11 +118,19 @@ class EvolutionClient:
         *,
         delay: int | None = None,
         quoted: dict[str, Any] | None = None,
+        encoding: bool | None = None,
     ) -> SendResult:
-        """Send ``url`` as a voice note. Evolution appends ``timestamp=`` to the URL before
-        downloading it, so the URL must tolerate extra query parameters."""
+        """Send ``url`` as a voice note. With ``encoding`` true (Evolution's default, None)
+        Evolution appends ``timestamp=`` to the URL before downloading and transcoding it,
+        so the URL must tolerate extra query parameters; ``encoding=False`` for a URL that
+        already serves Ogg Opus mono (``audio/ogg; codecs=opus``)."""
         body = payloads.audio_payload(
-            number, url, api_version=self.api_version, delay=delay, quoted=quoted
+            number,
+            url,
+            api_version=self.api_version,
+            delay=delay,
+            quoted=quoted,
+            encoding=encoding,
         )
         return self._send("sendWhatsAppAudio", body)
 

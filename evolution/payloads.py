@@ -41,17 +41,26 @@ def audio_payload(
     api_version: int,
     delay: int | None = None,
     quoted: dict[str, Any] | None = None,
+    encoding: bool | None = None,
 ) -> dict[str, Any]:
-    """Body for ``/message/sendWhatsAppAudio``: a voice note (Evolution transcodes to opus)."""
+    """Body for ``/message/sendWhatsAppAudio``: a voice note.
+
+    ``encoding`` None leaves Evolution's default (true: it downloads the URL with
+    ``?timestamp=`` appended and transcodes it to Opus with ffmpeg); ``False`` for
+    audio that already is Ogg Opus mono: Evolution hands the URL on as it is.
+    v2 takes it at the top level, v1 in ``options``.
+    """
     _validate_common(number, url)
     if api_version == 1:
-        options: dict[str, Any] = {"encoding": True}
+        options: dict[str, Any] = {"encoding": True if encoding is None else encoding}
         if delay is not None:
             options["delay"] = delay
         if quoted is not None:
             options["quoted"] = quoted
         return {"number": number, "options": options, "audioMessage": {"audio": url}}
     body: dict[str, Any] = {"number": number, "audio": url}
+    if encoding is not None:
+        body["encoding"] = encoding
     if delay is not None:
         body["delay"] = delay
     if quoted is not None:

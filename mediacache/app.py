@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from .conditional import UNSATISFIABLE, etag_matches, parse_range
-from .hashes import hash_from_path
+from .hashes import media_key_from_path
 from .headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
 from .ratelimit import NotFoundLimiter
 from .service import Lookup, MediaService, NotFound, Unavailable, seconds_left
@@ -90,7 +90,7 @@ class MediaApp:
         if self.limiter.enabled:
             client = _client_of(scope)
             limited = self.limiter.retry_after(client)
-        media_hash = hash_from_path(scope["path"])
+        media_hash = media_key_from_path(scope["path"])  # "hash" or "hash/original"
         outcome = NOT_FOUND
         if media_hash is not None:
             try:

@@ -14,6 +14,12 @@ _HASH_RE = re.compile(_HASH_PATTERN)
 # /media/{hash} or /media/{hash}.{ext}; the extension only helps clients that sniff
 # the name (Evolution's document regex) and never changes which object is served.
 _MEDIA_PATH_RE = re.compile(rf"/media/({_HASH_PATTERN})(?:\.[A-Za-z0-9]{{1,10}})?")
+# /media/{hash}/original (optionally .ext): the upload as it came, when the short
+# link serves a WhatsApp-ready variant (a voice note as Ogg Opus, an image as JPEG).
+ORIGINAL_SUFFIX = "/original"
+_ORIGINAL_PATH_RE = re.compile(
+    rf"/media/({_HASH_PATTERN}){ORIGINAL_SUFFIX}(?:\.[A-Za-z0-9]{{1,10}})?"
+)
 
 
 def new_media_hash() -> str:
@@ -29,3 +35,27 @@ def hash_from_path(path: str) -> str | None:
     """The hash in a ``/media/...`` path, or None when the path is not a media link."""
     match = _MEDIA_PATH_RE.fullmatch(path)
     return match.group(1) if match else None
+
+
+def media_key_from_path(path: str) -> str | None:
+    """The cache and resolver key of a ``/media/...`` path: ``hash`` or ``hash/original``.
+
+    The original of an object is a separate cache entry (``media:{hash}/original``
+    in Redis); the resolver receives the same key and tells the two apart.
+    """
+    match = _MEDIA_PATH_RE.fullmatch(path)
+    if match is not None:
+        return match.group(1)
+    match = _ORIGINAL_PATH_RE.fullmatch(path)
+    return match.group(1) + ORIGINAL_SUFFIX if match else None
+
+
+def original_key(media_hash: str) -> str:
+    return media_hash + ORIGINAL_SUFFIX
+
+
+def split_media_key(key: str) -> tuple[str, bool]:
+    """``hash/original`` -> (hash, True); ``hash`` -> (hash, False)."""
+    if key.endswith(ORIGINAL_SUFFIX):
+        return key[: -len(ORIGINAL_SUFFIX)], True
+    return key, False

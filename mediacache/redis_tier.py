@@ -83,8 +83,10 @@ class RedisTier:
         """
         if self.breaker.is_open and not past_breaker:
             return None
+        # The last resort before a 503 may wait as long as a fill does.
+        timeout = max(self.timeout, 1.0) if past_breaker else self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout):
                 head, tail = await self.client.mget(
                     codec.redis_key(media_hash), codec.tail_key(media_hash)
                 )

@@ -5,12 +5,18 @@ and, where its field names differ from the defaults, maps them in
 ``MEDIACACHE["FIELDS"]``. The model needs ``media_hash`` and ``short_url``
 (from :class:`mediacache.models.ShortLinkMixin`, or already there, as existing
 deployments have them) and a file field; every other field is optional.
+
+A model may also carry a WhatsApp-ready *variant* of each upload (a voice note as
+Ogg Opus, an image as JPEG): ``variant`` (file), ``variant_mime_type``,
+``variant_size``, ``variant_sha256``. Where it has them, ``/media/{hash}``
+serves the variant and ``/media/{hash}/original`` the upload as it came; a model
+without them (and without a mapping naming them) simply has no variants.
 """
 
 from __future__ import annotations
 
 import mimetypes
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 from django.apps import apps
@@ -18,7 +24,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, models
 
+from .filetypes import extension_for
+from .hashes import original_key, split_media_key
 from .objects import MediaObject
+
+# Optional fields: dropped (None) when the model lacks them and FIELDS does not name them.
+VARIANT_FIELDS = ("variant", "variant_content_type", "variant_size", "variant_sha256")
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,10 @@ class FieldMap:
     expires_at: str | None = "expires_at"
     filename: str | None = "original_filename"
     created_at: str | None = "created_at"
+    variant: str | None = "variant"
+    variant_content_type: str | None = "variant_mime_type"
+    variant_size: str | None = "variant_size"
+    variant_sha256: str | None = "variant_sha256"
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,46 @@ class MediaModel:
     def _value(self, instance: models.Model, name: str | None):
         return getattr(instance, name) if name else None
 
-    def media_object(self, instance: models.Model) -> MediaObject:
+    def variant_key(self, instance: models.Model) -> str:
+        """The variant's object key, or "" when the row has none."""
+        variant = self._value(instance, self.fields.variant)  # a FieldFile or a plain key
+        return str(getattr(variant, "name", variant) or "") if variant else ""
+
+    def media_object(self, instance: models.Model, *, original: bool = False) -> MediaObject:
+        """What ``/media/{hash}`` serves: the variant when there is one, else the upload.
+
+        ``original=True``: the upload itself, under the key ``{hash}/original``.
+        """
+        variant_key = "" if original else self.variant_key(instance)
+        if variant_key:
+            return self._variant_object(instance, variant_key)
+        obj = self._original_object(instance)
+        if original and obj.media_hash:
+            obj = replace(obj, media_hash=original_key(obj.media_hash))
+        return obj
+
+    def _variant_object(self, instance: models.Model, key: str) -> MediaObject:
+        f = self.fields
+        content_type = self._value(instance, f.variant_content_type) or (
+            mimetypes.guess_type(key)[0] or "application/octet-stream"
+        )
+        size = self._value(instance, f.variant_size)
+        if size is None:
+            size = self._value(instance, f.variant).size
+        expires_at = self._value(instance, f.expires_at)
+        original_name = self._value(instance, f.filename) or key.rsplit("/", 1)[-1]
+        stem = original_name.rsplit(".", 1)[0] if "." in original_name else original_name
+        return MediaObject(
+            media_hash=instance.media_hash or "",  # type: ignore[attr-defined]
+            key=key,
+            content_type=content_type,
+            size=int(size),
+            sha256=self._value(instance, f.variant_sha256) or "",
+            expires_at=expires_at.timestamp() if expires_at else None,
+            filename=f"{stem or 'media'}{extension_for(content_type)}",
+        )
+
+    def _original_object(self, instance: models.Model) -> MediaObject:
         f = self.fields
         file = getattr(instance, f.file)
         key = file.name
@@ -82,8 +136,13 @@ def media_model() -> MediaModel:
         model = apps.get_model(label)
     except (LookupError, ValueError) as exc:
         raise ImproperlyConfigured(f'MEDIACACHE["MODEL"]={label!r}: {exc}') from exc
-    field_map = FieldMap(**config.get("FIELDS", {}))
+    configured = config.get("FIELDS", {})
     names = {f.name for f in model._meta.get_fields()}
+    defaults = FieldMap()
+    absent = {
+        n: None for n in VARIANT_FIELDS if n not in configured and getattr(defaults, n) not in names
+    }
+    field_map = FieldMap(**{**absent, **configured})
     missing = [n for n in ("media_hash", "short_url", field_map.file) if n not in names]
     optional = [getattr(field_map, f.name) for f in fields(field_map)]
     missing += [n for n in optional if n and n not in names]
@@ -98,12 +157,16 @@ def media_model() -> MediaModel:
 def resolve_media(media_hash: str) -> MediaObject | None:
     """The default resolver: the registered model's row with this hash.
 
+    ``media_hash`` may be ``{hash}/original`` (the path ``/media/{hash}/original``):
+    then the upload itself, not its variant.
+
     Called from the engine's thread pool, outside any request:
     ``close_old_connections`` around the query gives those long-lived threads
     the connection hygiene of a request (a broken or too-old connection is
     dropped before; with ``CONN_MAX_AGE=0`` the connection is closed after).
     """
     registered = media_model()
+    media_hash, original = split_media_key(media_hash)
     close_old_connections()
     try:
         row = (
@@ -112,6 +175,6 @@ def resolve_media(media_hash: str) -> MediaObject | None:
             .filter(media_hash=media_hash)
             .first()
         )
-        return registered.media_object(row) if row is not None else None
+        return registered.media_object(row, original=original) if row is not None else None
     finally:
         close_old_connections()

@@ -126,9 +126,7 @@ def main() -> int:
     if not os.path.exists(CHROMIUM):
         say("Chromium is needed for the browser test of /ops/; installing it (apt-get)")
         if not apt_install("chromium"):
-            problems.append(
-                f"{CHROMIUM} missing (browser test): apt-get install chromium, as root"
-            )
+            problems.append(f"{CHROMIUM} missing (browser test): apt-get install chromium, as root")
     if problems:
         for problem in problems:
             say(f"PROBLEM: {problem}")

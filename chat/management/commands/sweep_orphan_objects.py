@@ -6,7 +6,9 @@ between (the process killed, the node lost) leaves an object without a row:
 nothing links to it, and only the bucket's 30-day lifecycle rule (none on a local
 disk) would ever remove it. This command finds those objects and deletes them.
 
-Objects younger than ``--min-age`` minutes (60) are never touched: an upload in
+An object counts as attached when any file field of a row names it (the upload
+and its WhatsApp-ready variant). Objects younger than ``--min-age`` minutes (60)
+are never touched: an upload in
 flight has its object stored and its row not yet written. The key prefix
 (``MEDIA_KEY_PREFIX``, ``chat/``) is walked page by page — S3's
 ``list_objects_v2`` paginator, or the directory tree of the local store — and the
@@ -26,6 +28,8 @@ from typing import Any
 
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from chat.management.commands.purge_expired_media import _prune_empty_dirs
@@ -135,15 +139,23 @@ def _minutes(age: timedelta) -> int:
     return int(age.total_seconds() // 60)
 
 
+def _key_fields() -> list[str]:
+    """Every FileField of the attachment (the upload and its WhatsApp-ready variant)."""
+    return [f.name for f in MessageAttachment._meta.fields if isinstance(f, models.FileField)]
+
+
 def _without_rows(objects: list[StoredObject]) -> list[StoredObject]:
-    """The objects no attachment row points to (one indexed query per batch)."""
+    """The objects no attachment row points to, in any of its file fields (one query)."""
     if not objects:
         return []
-    known = set(
-        MessageAttachment.objects.filter(file__in=[o.key for o in objects]).values_list(
-            "file", flat=True
-        )
-    )
+    keys = [o.key for o in objects]
+    fields = _key_fields()
+    matches = Q()
+    for name in fields:
+        matches |= Q(**{f"{name}__in": keys})
+    known: set[str] = set()
+    for values in MessageAttachment.objects.filter(matches).values_list(*fields):
+        known.update(values)
     return [o for o in objects if o.key not in known]
 
 

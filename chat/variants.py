@@ -1,0 +1,224 @@
+"""WhatsApp-ready variants of uploads: which uploads get one, and making it from a file.
+
+* Audio (or anything flagged ``voice_note``) -> Ogg Opus mono, 48 kHz: WhatsApp's
+  voice-note format, served as ``audio/ogg; codecs=opus``. Ogg Opus mono passes
+  through byte-identical (the variant *is* the upload). Browser recordings sniffed
+  as ``video/webm`` or ``video/mp4`` are voice notes when they hold no video.
+* Images over ``IMAGE_MAX_BYTES`` or in a type WhatsApp does not show inline (HEIC,
+  WebP, TIFF, BMP) -> JPEG within the limit.
+* Video -> probed only (container and codecs kept in ``media_info``), so sending can
+  say why it cannot go as video.
+
+The conversion runs in a child process with a time limit (``mediacache.transcode``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.base import File
+
+from mediacache import transcode
+from mediacache.transcode import (
+    IMAGE_TYPES_NEEDING_JPEG,
+    MAYBE_AUDIO_CONTAINERS,
+    VOICE_CONTENT_TYPE,
+    TranscodeError,
+    media_setting,
+)
+
+from .uploads import SniffedType
+
+logger = logging.getLogger("chat")
+
+
+class UndecodableMedia(Exception):
+    """The upload is audio (or an image that needs a JPEG) the decoder cannot read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Prepared:
+    """A variant ready to store (``path``), or the upload itself (``passthrough``)."""
+
+    path: str | None = None
+    passthrough: bool = False
+    mime_type: str = ""
+    extension: str = ""
+    size: int | None = None
+    sha256: str = ""
+    duration: float | None = None
+    waveform: list[int] | None = None
+    media_info: dict[str, Any] | None = None
+    error: str | None = None  # why no variant could be made (non-strict)
+
+    @property
+    def has_variant(self) -> bool:
+        return self.passthrough or self.path is not None
+
+    def model_fields(self, variant_key: str) -> dict[str, Any]:
+        """The attachment's variant fields, once the variant is stored under ``variant_key``."""
+        info = self.media_info
+        if self.error is not None:
+            info = {**(info or {}), "error": self.error}
+        values: dict[str, Any] = {
+            "duration_seconds": self.duration,
+            "waveform": self.waveform,
+            "media_info": info,
+        }
+        if self.has_variant:
+            values.update(
+                variant=variant_key,
+                variant_mime_type=self.mime_type,
+                variant_size=self.size,
+                variant_sha256=self.sha256,
+            )
+        return values
+
+
+def wants(
+    kind: SniffedType, size: int, *, voice_note: bool | None, images: bool
+) -> tuple[str, bool] | None:
+    """(what to do, strict) for an upload of this type: ``voice``, ``voice-or-video``,
+    ``image`` or ``probe``; strict: a failure refuses the upload. None: nothing."""
+    base = kind.mime_type.split(";", 1)[0].lower()
+    voice_on = bool(media_setting("VOICE_VARIANTS"))
+    if voice_note:
+        return ("voice", True)
+    if voice_note is None and voice_on and base.startswith("audio/") and base != "audio/midi":
+        return ("voice", True)
+    if voice_note is None and voice_on and base in MAYBE_AUDIO_CONTAINERS:
+        return ("voice-or-video", False)
+    is_image = base.startswith("image/") and base != "image/svg+xml"
+    too_big = size > int(media_setting("IMAGE_MAX_BYTES"))
+    if images and is_image and base in IMAGE_TYPES_NEEDING_JPEG:
+        return ("image", True)
+    if images and is_image and too_big:  # not decodable: kept as is (sendable as a document)
+        return ("image", False)
+    if base.startswith("video/"):
+        return ("probe", False)
+    return None
+
+
+@contextlib.contextmanager
+def local_path(upload: File) -> Iterator[str]:
+    """A path to the upload's bytes: its temporary file, or a copy in one."""
+    path = getattr(upload, "temporary_file_path", None)
+    if callable(path):
+        yield path()
+        return
+    fd, name = tempfile.mkstemp(prefix="mediacache-in-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            upload.seek(0)
+            shutil.copyfileobj(upload, out, 1024 * 1024)
+        upload.seek(0)
+        yield name
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+@contextlib.contextmanager
+def prepare(
+    upload: File,
+    kind: SniffedType,
+    *,
+    voice_note: bool | None = None,
+    strict: bool = True,
+    images: bool = True,
+) -> Iterator[Prepared]:
+    """Make the variant of ``upload`` in a temporary file (removed on exit).
+
+    Raises :class:`UndecodableMedia` when a required conversion fails and
+    ``strict``; otherwise logs and yields an empty :class:`Prepared`.
+    """
+    plan = wants(kind, upload.size or 0, voice_note=voice_note, images=images)
+    if plan is None:
+        yield Prepared()
+        return
+    action, required = plan
+    workdir = tempfile.mkdtemp(prefix="mediacache-variant-")
+    try:
+        with local_path(upload) as in_path:
+            prepared = _run(action, in_path, workdir, required=required and strict)
+        yield prepared
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(action: str, in_path: str, workdir: str, *, required: bool) -> Prepared:
+    started = time.perf_counter()
+    try:
+        if action == "probe":
+            outcome = transcode.probe(in_path)
+            return Prepared(media_info=outcome.probe)
+        if action == "image":
+            out_path = os.path.join(workdir, "variant.jpg")
+            outcome = transcode.jpeg_variant(in_path, out_path)
+            prepared = _from_file(out_path, "image/jpeg", ".jpg")
+            prepared.media_info = {**outcome.probe, "variant": _image_fields(outcome.data)}
+            return prepared
+        out_path = os.path.join(workdir, "variant.ogg")
+        outcome = transcode.voice_variant(
+            in_path, out_path, skip_if_video=action == "voice-or-video"
+        )
+    except TranscodeError as exc:
+        if required:
+            raise UndecodableMedia(exc.reason) from exc
+        logger.info("[CHAT] no variant (%s): %s", action, exc.reason)
+        return Prepared(error=exc.reason)
+    if outcome.skipped:  # a real video: keep what the probe saw
+        return Prepared(media_info=outcome.probe)
+    source = in_path if outcome.passthrough else out_path
+    prepared = _from_file(source, VOICE_CONTENT_TYPE, ".ogg")
+    prepared.passthrough = outcome.passthrough
+    prepared.path = None if outcome.passthrough else out_path
+    prepared.duration = outcome.duration
+    prepared.waveform = outcome.waveform
+    prepared.media_info = outcome.probe
+    logger.info(
+        "[CHAT] voice variant %s: %.2f s of audio in %.0f ms (%d B)",
+        "passed through" if outcome.passthrough else "encoded",
+        outcome.duration or 0,
+        (time.perf_counter() - started) * 1000,
+        prepared.size or 0,
+    )
+    return prepared
+
+
+def _from_file(path: str, mime_type: str, extension: str) -> Prepared:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for chunk in iter(lambda: source.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return Prepared(
+        path=path,
+        mime_type=mime_type,
+        extension=extension,
+        size=os.path.getsize(path),
+        sha256=digest.hexdigest(),
+    )
+
+
+def _image_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in ("width", "height", "size", "quality") if k in data}
+
+
+def variant_key_for(original_key: str, extension: str) -> str:
+    """``chat/…/<uuid>.webm`` -> ``chat/…/<uuid>.variant.ogg``: same prefix, same uuid."""
+    folder, _, name = original_key.rpartition("/")
+    stem = name.split(".", 1)[0]
+    return f"{folder}/{stem}.variant{extension}" if folder else f"{stem}.variant{extension}"

@@ -1,0 +1,305 @@
+"""WhatsApp-ready media: voice notes as Ogg Opus, images as JPEG, video checked.
+
+Every input is made in the test (PyAV, Pillow), uploaded through the real API,
+and what the short link serves is decoded back with PyAV.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from evolution import payloads
+from tests.conftest import BUCKET, upload
+from tests.evolution_double import EvolutionDouble
+from tests.media import png
+from tests.media_gen import AUDIO_FORMATS, audio, decoded, file_name, image, video_mp4
+
+OPUS = "audio/ogg; codecs=opus"
+NUMBER = "5511999990000"
+SECONDS = 3.0
+
+
+@pytest.fixture
+def evolution(settings) -> EvolutionDouble:
+    with EvolutionDouble(api_key="evo-secret", instance="mc-test") as double:
+        settings.EVOLUTION = {
+            **settings.EVOLUTION,
+            "API_URL": double.url,
+            "API_KEY": "evo-secret",
+            "INSTANCE": "mc-test",
+        }
+        yield double
+
+
+def media_settings(settings, **values) -> None:
+    settings.MEDIACACHE = {**settings.MEDIACACHE, **values}
+
+
+def stored_keys(s3) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+# -- voice notes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(AUDIO_FORMATS))
+def test_every_voice_note_format_is_served_as_ogg_opus_mono(api, kind):
+    body = audio(kind, SECONDS)
+    source = decoded(body)
+    created = upload(api, body, file_name(kind))
+
+    assert created["variant_mime_type"] == OPUS
+    assert abs(created["duration_seconds"] - source["duration"]) <= 0.05
+    waveform = created["waveform"]
+    assert len(waveform) == 64
+    assert all(isinstance(v, int) and 0 <= v <= 100 for v in waveform)
+    assert max(waveform) == 100
+
+    served = httpx.get(created["short_url"])
+    assert served.status_code == 200
+    assert served.headers["content-type"] == OPUS
+    assert int(served.headers["content-length"]) == created["variant_size"]
+    got = decoded(served.content)
+    assert got["format"] == "ogg"
+    assert got["codec"] == "opus"
+    assert got["channels"] == 1
+    assert got["sample_rate"] == 48000
+    assert abs(got["duration"] - SECONDS) <= 0.05
+    assert abs(got["duration"] - source["duration"]) <= 0.05
+
+    original = httpx.get(created["original_url"])
+    assert original.status_code == 200
+    assert original.content == body
+    assert original.headers["content-type"] == created["mime_type"]
+    if kind == "ogg_opus_mono":
+        assert served.content == body  # passed through, byte-identical
+    else:
+        assert served.content != body
+
+
+def test_original_is_cached_apart_from_the_variant(api, redis_client):
+    body = audio("webm_opus", 1.0)
+    created = upload(api, body, "rec.webm")
+    media_hash = created["media_hash"]
+    variant = httpx.get(created["short_url"])
+    original = httpx.get(created["original_url"])
+    assert [variant.headers["x-cache"], original.headers["x-cache"]] == ["MISS", "MISS"]
+    again = httpx.get(created["original_url"] + ".webm?timestamp=1")
+    assert again.headers["x-cache"] == "HIT"
+    assert again.content == body
+    assert original.headers["etag"] != variant.headers["etag"]
+    assert redis_client.exists(f"media:{media_hash}", f"media:{media_hash}/original") == 2
+
+
+def test_undecodable_audio_is_refused_and_nothing_is_stored(api, s3):
+    from chat.models import MessageAttachment
+
+    head = audio("ogg_opus_mono", 1.0)[:200]  # an Ogg Opus header, then garbage
+    response = api.post("/api/attachments/", files={"file": ("broken.ogg", head + b"\x00" * 5000)})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("the file could not be decoded: ")
+    mp3ish = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 2000
+    response = api.post("/api/attachments/", files={"file": ("x.mp3", mp3ish)})
+    assert response.status_code == 400, response.text
+    assert not MessageAttachment.objects.exists()
+    assert stored_keys(s3) == []
+
+
+def test_flagged_voice_note_must_be_audio(api):
+    response = api.post(
+        "/api/attachments/", files={"file": ("x.png", png())}, data={"voice_note": "true"}
+    )
+    assert response.status_code == 400
+    assert "decoded" in response.json()["error"]
+
+
+def test_transcode_time_limit(api, settings):
+    media_settings(settings, TRANSCODE_TIMEOUT=0.01)
+    response = api.post("/api/attachments/", files={"file": ("a.wav", audio("wav", 1.0))})
+    assert response.status_code == 400
+    assert "longer than" in response.json()["error"]
+
+
+def test_stored_under_the_same_prefix(api, s3):
+    created = upload(api, audio("mp3", 1.0), "a.mp3")
+    keys = sorted(stored_keys(s3))
+    assert len(keys) == 2
+    assert all(k.startswith("chat/") for k in keys)
+    assert any(k.endswith(".variant.ogg") for k in keys)
+    assert (
+        created["variant_size"]
+        == s3.head_object(Bucket=BUCKET, Key=next(k for k in keys if k.endswith(".variant.ogg")))[
+            "ContentLength"
+        ]
+    )
+
+
+# -- sending ------------------------------------------------------------------------
+
+
+def send(api, attachment_id: int, **extra) -> httpx.Response:
+    return api.post(
+        "/api/messages/", json={"number": NUMBER, "attachment_id": attachment_id, **extra}
+    )
+
+
+def test_voice_note_goes_with_encoding_false_and_evolution_gets_the_variant(api, evolution):
+    created = upload(api, audio("webm_opus", 2.0), "recording.webm")
+    variant = httpx.get(created["short_url"]).content
+    response = send(api, created["id"])
+    assert response.status_code == 201, response.text
+    assert response.json()["warnings"] == []
+    (call,) = evolution.sent
+    assert call["endpoint"] == "sendWhatsAppAudio"
+    assert call["json"]["encoding"] is False
+    assert call["json"]["audio"] == created["short_url"]
+    assert call["download_url"] == created["short_url"]  # no ?timestamp= appended
+    assert call["download_bytes"] == variant
+    assert call["download_headers"]["content-type"] == OPUS
+
+
+def test_audio_encoding_setting_turns_evolutions_encoding_back_on(api, evolution, settings):
+    settings.EVOLUTION = {**settings.EVOLUTION, "AUDIO_ENCODING": True}
+    created = upload(api, audio("mp3", 1.0), "a.mp3")
+    assert send(api, created["id"]).status_code == 201
+    (call,) = evolution.sent
+    assert call["json"]["encoding"] is True
+    assert call["download_url"].startswith(created["short_url"] + "?timestamp=")
+
+
+def test_voice_note_over_the_play_button_size_is_sent_with_a_warning(
+    api, evolution, settings, caplog
+):
+    media_settings(settings, VOICE_PLAY_BUTTON_BYTES=1000)
+    created = upload(api, audio("wav", 1.0), "a.wav")
+    with caplog.at_level(logging.WARNING, logger="mediacache.whatsapp"):
+        response = send(api, created["id"])
+    assert response.status_code == 201, response.text
+    (warning,) = response.json()["warnings"]
+    assert "play button" in warning
+    assert any("play button" in r.getMessage() for r in caplog.records)
+
+
+def test_payload_encoding_in_both_api_versions():
+    url = "https://x.example.com/a"
+    v2 = payloads.audio_payload(NUMBER, url, api_version=2, encoding=False)
+    assert v2 == {"number": NUMBER, "audio": url, "encoding": False}
+    v1 = payloads.audio_payload(NUMBER, url, api_version=1, encoding=False)
+    assert v1["options"]["encoding"] is False
+    assert "encoding" not in payloads.audio_payload(NUMBER, url, api_version=2)
+    assert payloads.audio_payload(NUMBER, url, api_version=1)["options"]["encoding"] is True
+
+
+# -- images -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF", "BMP", "HEIF"])
+def test_images_whatsapp_does_not_show_get_a_jpeg(api, fmt):
+    from PIL import Image
+
+    body = image(fmt)
+    created = upload(api, body, f"photo.{fmt.lower()}")
+    assert created["variant_mime_type"] == "image/jpeg"
+    served = httpx.get(created["short_url"])
+    assert served.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(served.content)).format == "JPEG"
+    assert httpx.get(created["original_url"]).content == body
+
+
+def test_large_image_gets_a_jpeg_within_the_limit_and_small_ones_none(api, settings, evolution):
+    media_settings(settings, IMAGE_MAX_BYTES=60_000)
+    body = image("PNG", (400, 300), noisy=True)
+    assert len(body) > 60_000
+    created = upload(api, body, "big.png")
+    assert created["variant_mime_type"] == "image/jpeg"
+    assert created["variant_size"] <= 60_000
+    assert upload(api, png(), "small.png")["variant_mime_type"] is None
+
+    response = send(api, created["id"])
+    assert response.status_code == 201, response.text
+    (call,) = evolution.sent
+    assert call["json"]["mimetype"] == "image/jpeg"
+    assert call["json"]["fileName"] == "big.jpg"
+    assert len(call["download_bytes"]) == created["variant_size"]
+
+
+# -- video --------------------------------------------------------------------------
+
+
+def test_h264_mp4_goes_as_video(api, evolution):
+    created = upload(api, video_mp4(), "clip.mp4")
+    assert created["variant_mime_type"] is None
+    response = send(api, created["id"])
+    assert response.status_code == 201, response.text
+    assert evolution.sent[0]["json"]["mediatype"] == "video"
+
+
+def test_video_whatsapp_cannot_play_is_422_unless_sent_as_a_document(api, evolution):
+    from chat.models import Message
+
+    body = video_mp4(codec="mpeg4")
+    created = upload(api, body, "old.mp4")
+    refused = send(api, created["id"])
+    assert refused.status_code == 422, refused.text
+    assert "not H.264" in refused.json()["error"]
+    assert "as_document" in refused.json()["error"]
+    assert not Message.objects.exists()
+    assert evolution.requests_received == 0
+
+    response = send(api, created["id"], as_document=True)
+    assert response.status_code == 201, response.text
+    (call,) = evolution.sent
+    assert call["json"]["mediatype"] == "document"
+    assert call["json"]["fileName"] == "old.mp4"
+    assert call["download_bytes"] == body
+
+
+def test_video_over_the_limit_is_422(api, evolution, settings):
+    media_settings(settings, VIDEO_MAX_BYTES=1000)
+    created = upload(api, video_mp4(2.0), "clip.mp4")
+    refused = send(api, created["id"])
+    assert refused.status_code == 422
+    assert "over WhatsApp's" in refused.json()["error"]
+
+
+# -- backfill -----------------------------------------------------------------------
+
+
+def test_backfill_builds_missing_voice_variants_once(api, settings, capsys):
+    from chat.models import MessageAttachment
+
+    media_settings(settings, VOICE_VARIANTS=False)
+    body = audio("m4a", 1.0)
+    created = upload(api, body, "memo.m4a")
+    assert created["variant_mime_type"] is None
+    before = httpx.get(created["short_url"])
+    assert before.content == body  # cached as the upload
+    media_settings(settings, VOICE_VARIANTS=True)
+
+    call_command("build_media_variants")
+    out = capsys.readouterr().out
+    assert "1/1" in out
+    assert "1 encoded" in out
+    row = MessageAttachment.objects.get(pk=created["id"])
+    assert row.variant_mime_type == OPUS
+    assert len(row.waveform) == 64
+    after = httpx.get(created["short_url"])
+    assert after.headers["content-type"] == OPUS  # the cached upload was purged
+    assert decoded(after.content)["codec"] == "opus"
+
+    call_command("build_media_variants")
+    assert "0 voice note(s) without a variant" in capsys.readouterr().out
+
+
+def test_delete_removes_the_variant_too(api, s3):
+    created = upload(api, audio("wav", 1.0), "a.wav")
+    httpx.get(created["original_url"])
+    assert len(stored_keys(s3)) == 2
+    assert api.delete(f"/api/attachments/{created['id']}").status_code == 204
+    assert stored_keys(s3) == []
+    assert httpx.get(created["original_url"]).status_code == 404
