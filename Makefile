@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYTHON VENV
 
-.PHONY: run test test-host lint format install clean bench replay
+.PHONY: run test test-host lint format install clean bench replay chaos
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	./scripts/bootstrap.sh
@@ -48,3 +48,10 @@ bench: install
 replay: install
 	./bench/install.sh
 	$(BIN)/python -m bench.replay $(REPLAY_ARGS)
+
+## Faults under load: private PostgreSQL, Redis and S3 broken and restored while a load
+## generator checks every byte; prints one table (chaos/README.md). SOAK=600 for 10 minutes.
+SOAK ?= 60
+chaos: install
+	$(BIN)/python scripts/ensure_test_services.py
+	$(BIN)/python -m chaos.run --soak $(SOAK) $(CHAOS_ARGS)

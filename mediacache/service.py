@@ -178,6 +178,7 @@ class MediaService:
             else:
                 lookup = await self._fetch_once(obj, started)
             future.set_result(lookup)  # waiters answer now; the Redis fill follows
+            await asyncio.sleep(0)  # let them write their responses before the 50 KB SET
             if (
                 lookup.tier == "store"
                 and lookup.entry is not None

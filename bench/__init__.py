@@ -1,0 +1,1 @@
+"""Benchmarks of the serving path (``make bench``) and the workload replay (``make replay``)."""
