@@ -1,0 +1,1 @@
+"""Faults under load: the scenarios (``chaos.scenarios``) and their runner (``chaos.run``)."""

@@ -1,0 +1,788 @@
+"""The fault scenarios: inject a fault, keep the load running, restore, check.
+
+Each scenario takes a running :class:`~tests.faults.Stack` and a :class:`Timing` and
+returns a :class:`Result`; an empty ``problems`` list means the service behaved.
+The short core (``tests/test_faults.py``, in ``make test``) and the long runner
+(``python -m chaos.run``, ``make chaos``) run this same code with different
+timings, so what the table shows is what the tests assert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.faults import (
+    API,
+    BUCKET,
+    Corpus,
+    LoadGenerator,
+    RssSampler,
+    Sample,
+    Stack,
+    StoredObject,
+    Summary,
+    answered,
+    client_for,
+    failed,
+    seed,
+    stored_from,
+    summarize,
+    upload_body,
+    upload_one,
+)
+
+# Labels of the load's phases (a sample carries the phase it was sent in). Which
+# fault a request may blame is decided by time, not label: see Window.
+BEFORE, OUTAGE, AFTER = "before", "outage", "after"
+INJECTING, RESTORING = "injecting", "restoring"
+# Generous bounds only: they catch "waits for a dead dependency", not slowness.
+MAX_FALLBACK_LATENCY = 2.0  # s: no request waits this long while Redis is down or slow
+MAX_QUEUED_MEDIAN = 0.5  # s: one delayed Redis round trip; a median above it is queueing
+HIT_AGAIN_WITHIN = 15.0  # s after Redis is back (breaker retry, refill), at the most
+SOAK_RSS_GROWTH = 64 * 1024 * 1024  # bytes after the soak's first 20%: more looks like a leak
+READ_MIX = {"hot": 60, "range": 10, "cold": 15, "big": 15}
+WARM_MIX = {"hot": 85, "range": 15}  # before an outage: the cold objects stay cold
+FULL_MIX = {"hot": 50, "range": 10, "cold": 20, "big": 10, "upload": 10}
+SOAK_MIX = {"hot": 55, "range": 10, "cold": 20, "big": 10, "upload": 5}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long and how hard: the short core's defaults; :func:`long_timing` for chaos."""
+
+    warm: float = 0.5  # s of load before the fault
+    fault: float = 2.0  # s the fault lasts
+    recover: float = 2.0  # s of load after the restore
+    rate: float = 80.0  # requests per second, all workers together
+    concurrency: int = 8
+    hot: int = 15  # objects cached before the fault
+    cold: int = 50  # objects never fetched before the fault
+    big: int = 3  # objects over the cache cap, streamed from S3 each time
+    uploads: int = 20  # the concurrent-uploads scenario (the issue's 50 in make chaos)
+    failed_writes: int = 2  # uploads per failure mode in the crash scenario
+    soak: float = 0.0  # s; 0 skips the soak
+    soak_rate: float = 60.0
+    soak_fault: float = 5.0  # s each fault lasts during the soak
+
+
+def long_timing(soak: float) -> Timing:
+    return Timing(
+        warm=3, fault=15, recover=8, rate=120, concurrency=16, hot=40, cold=600, big=6,
+        uploads=50, failed_writes=10, soak=soak,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way a dependency fails, and which requests may get a 503 while it lasts."""
+
+    label: str
+    inject: Callable[[Stack], None]
+    restore: Callable[[Stack], None]
+    may_fail: frozenset[str] = frozenset()  # request kinds that need the dead dependency
+
+
+NEEDS_STORE_OR_DB = frozenset({"cold", "big", "upload"})
+FAULTS = {
+    "redis_killed": Fault(
+        "Redis killed (SIGKILL), restarted",
+        lambda s: s.redis.kill(),  # type: ignore[union-attr]
+        lambda s: s.redis.start(),  # type: ignore[union-attr]  # same port, empty
+    ),
+    "redis_slow": Fault(
+        "Redis slow (+500 ms per chunk)",
+        lambda s: s.redis_proxy.set_latency(0.5),  # type: ignore[union-attr]
+        lambda s: s.redis_proxy.restore(),  # type: ignore[union-attr]
+    ),
+    "s3_down": Fault(
+        "S3 endpoint stopped",
+        lambda s: s.s3_proxy.cut(),  # type: ignore[union-attr]
+        lambda s: s.s3_proxy.restore(),  # type: ignore[union-attr]
+        NEEDS_STORE_OR_DB,
+    ),
+    "postgres_down": Fault(
+        "PostgreSQL stopped",
+        lambda s: s.pg.stop("fast"),  # type: ignore[union-attr]
+        lambda s: s.pg.start(),  # type: ignore[union-attr]
+        NEEDS_STORE_OR_DB,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a fault was in place: from the start of its injection to the end of its
+    restore (``settled``: fully in place, from injected to the restore starting)."""
+
+    fault: Fault
+    start: float
+    end: float
+    settled: tuple[float, float]
+
+    def overlaps(self, sample: Sample) -> bool:
+        """The request was in flight at some moment of the fault (it may blame it)."""
+        return sample.at <= self.end and sample.at + sample.latency >= self.start
+
+    def contains(self, sample: Sample) -> bool:
+        """The whole request ran while the fault was fully in place."""
+        return self.settled[0] <= sample.at and sample.at + sample.latency <= self.settled[1]
+
+
+@dataclass
+class Result:
+    """What one scenario did and saw; ``problems`` empty means it passed."""
+
+    name: str
+    fault: str
+    samples: list[Sample] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    rss_growth: int | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fault_of(self, sample: Sample) -> Fault | None:
+        return next((w.fault for w in self.windows if w.overlaps(sample)), None)
+
+    def during(self, *, uploads: bool = False) -> Summary:
+        """The GETs (the serving path) in flight during a fault, or the uploads."""
+        return summarize(
+            [
+                s
+                for s in self.samples
+                if (s.kind == "upload") == uploads and self.fault_of(s) is not None
+            ]
+        )
+
+    def inside(self) -> list[Sample]:
+        """Requests that ran entirely while a fault was fully in place."""
+        return [s for s in self.samples if any(w.contains(s) for w in self.windows)]
+
+    def after(self) -> list[Sample]:
+        """Requests sent once the last fault was lifted."""
+        end = max((w.end for w in self.windows), default=float("inf"))
+        return [s for s in self.samples if s.at > end]
+
+    def total(self) -> Summary:
+        return summarize(self.samples)
+
+    def in_phase(self, *phases: str) -> list[Sample]:
+        return [s for s in self.samples if s.phase in phases]
+
+    def check(self, passed: bool, problem: str) -> None:
+        if not passed:
+            self.problems.append(problem)
+
+    def explain(self) -> str:
+        lines = [f"{self.name}: {self.fault}"]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def injected(
+    stack: Stack,
+    fault: Fault,
+    result: Result,
+    load: LoadGenerator | None = None,
+    *,
+    phase: str = OUTAGE,
+    after: str = AFTER,
+) -> Iterator[None]:
+    """The fault in place for the body of the ``with``; always restored; its window kept."""
+    start = settled = time.monotonic()
+    if load is not None:
+        load.phase = INJECTING
+    try:
+        fault.inject(stack)
+        settled = time.monotonic()
+        if load is not None:
+            load.phase = phase
+        yield
+    finally:
+        restoring = time.monotonic()
+        if load is not None:
+            load.phase = RESTORING
+        fault.restore(stack)
+        if load is not None:
+            load.phase = after
+        result.windows.append(Window(fault, start, time.monotonic(), (settled, restoring)))
+
+
+def _describe(sample: Sample) -> str:
+    what = sample.error or f"status {sample.status}"
+    return f"{sample.kind} {sample.media_hash} in {sample.phase}: {what}"
+
+
+MayFail = Callable[[Sample, Fault], bool]
+
+
+def _needs_what_is_down(sample: Sample, fault: Fault) -> bool:
+    return sample.kind in fault.may_fail
+
+
+def check_samples(result: Result, may_fail: MayFail = _needs_what_is_down) -> None:
+    """The rules every request follows: the right bytes; an answer; a 2xx, except a
+    503 with ``Retry-After`` and a JSON error for a request that needs a dependency
+    that was down while it was in flight (``may_fail``). Never a 500."""
+    bad: list[tuple[Sample, str]] = []
+    for sample in result.samples:
+        fault = result.fault_of(sample)
+        if sample.mismatch:
+            bad.append((sample, "wrong bytes"))
+        elif sample.status == 0:
+            bad.append((sample, "no answer"))
+        elif 200 <= sample.status < 300:
+            continue
+        elif sample.status == 503 and fault is not None and may_fail(sample, fault):
+            if not (sample.retry_after and sample.json_error):
+                bad.append((sample, "a 503 without Retry-After and a JSON error"))
+        else:
+            bad.append((sample, "an unexpected status"))
+    for reason in sorted({r for _, r in bad}):
+        which = [s for s, r in bad if r == reason]
+        examples = "; ".join(_describe(s) for s in which[:3])
+        result.problems.append(f"{len(which)} request(s) with {reason}: {examples}")
+
+
+def _latency_note(result: Result) -> None:
+    for uploads, what in ((False, "GETs"), (True, "uploads")):
+        during = result.during(uploads=uploads)
+        if during.requests:
+            result.notes.append(
+                f"{what} in flight during the fault: {during.requests}, "
+                f"p50 {during.p50 * 1000:.1f} ms, p99 {during.p99 * 1000:.1f} ms, "
+                f"max {during.max_latency * 1000:.1f} ms"
+            )
+
+
+def _load(stack: Stack, corpus: Corpus, timing: Timing, mix, seed_value: int, **kw):
+    kw.setdefault("concurrency", timing.concurrency)
+    kw.setdefault("rate", timing.rate)
+    kw.setdefault("duration", timing.warm + timing.fault + timing.recover + 120)
+    return LoadGenerator(stack, corpus, mix=mix, seed=seed_value, **kw)
+
+
+def _under_fault(
+    stack: Stack,
+    corpus: Corpus,
+    timing: Timing,
+    fault: Fault,
+    result: Result,
+    *,
+    mix: dict[str, int],
+    mix_during: dict[str, int] | None = None,
+    seed_value: int = 1,
+) -> None:
+    """Load before, during and after the fault, into ``result``; always restored."""
+    load = _load(stack, corpus, timing, mix, seed_value)
+    with RssSampler(stack.service) as rss, load.running():  # type: ignore[arg-type]
+        time.sleep(timing.warm)
+        if mix_during is not None:
+            load.mix = dict(mix_during)
+        with injected(stack, fault, result, load):
+            time.sleep(timing.fault)
+        time.sleep(timing.recover)
+    result.samples = load.samples
+    result.rss_growth = rss.growth()
+
+
+# --- 1, 2: Redis killed, Redis slow --------------------------------------------------
+
+
+def _redis_fault(stack: Stack, timing: Timing, key: str, seed_value: int) -> Result:
+    fault = FAULTS[key]
+    result = Result(key, fault.label)
+    corpus = seed(stack, hot=timing.hot, cold=timing.cold, big=timing.big, seed=seed_value)
+    _under_fault(stack, corpus, timing, fault, result, mix=READ_MIX, seed_value=seed_value)
+    check_samples(result)  # Redis is never needed: always a 2xx
+    during = result.during()
+    result.check(
+        during.max_latency < MAX_FALLBACK_LATENCY,
+        f"a request took {during.max_latency:.2f} s during the fault "
+        f"(bound {MAX_FALLBACK_LATENCY} s)",
+    )
+    result.check(
+        any(s.kind in ("hot", "range") and s.x_cache == "MISS" for s in result.inside()),
+        "no cached object was served from the store during the fault: was it injected?",
+    )
+    first_hit = _first_hit_after(result, corpus)
+    result.check(
+        first_hit is not None, f"no X-Cache: HIT within {HIT_AGAIN_WITHIN:.0f} s of the restore"
+    )
+    if first_hit is not None:
+        result.notes.append(f"hits again {first_hit:.1f} s after the restore")
+    _latency_note(result)
+    return result
+
+
+def _first_hit_after(result: Result, corpus: Corpus) -> float | None:
+    """Seconds from the restore to the first HIT: from the load, else by asking (bounded).
+
+    A restarted Redis is empty and the breaker waits ``MEDIA_REDIS_RETRY_AFTER``
+    before trying it again, so the first requests after a restore are misses.
+    """
+    restored_at = result.windows[-1].end
+    hits = [s.at + s.latency for s in result.after() if s.x_cache == "HIT"]
+    if hits:
+        return min(hits) - restored_at
+    obj = corpus.hot[0]
+    with httpx.Client(timeout=10) as client:
+        while time.monotonic() < restored_at + HIT_AGAIN_WITHIN:
+            response = client.get(obj.url)
+            if response.headers.get("x-cache") == "HIT" and response.content == obj.body:
+                return time.monotonic() - restored_at
+            time.sleep(0.1)
+    return None
+
+
+def redis_killed(stack: Stack, timing: Timing = Timing()) -> Result:
+    """Redis SIGKILLed, then restarted (empty) on the same port."""
+    return _redis_fault(stack, timing, "redis_killed", 11)
+
+
+def redis_slow(stack: Stack, timing: Timing = Timing()) -> Result:
+    """Every Redis chunk delayed 500 ms: requests must fall back, not queue."""
+    result = _redis_fault(stack, timing, "redis_slow", 12)
+    during = result.during()
+    result.check(
+        during.p50 < MAX_QUEUED_MEDIAN,
+        f"median {during.p50:.2f} s while Redis was slow: requests queue behind Redis",
+    )
+    return result
+
+
+# --- 3, 4: S3 stopped, PostgreSQL stopped --------------------------------------------
+
+
+def _dependency_down(
+    stack: Stack, timing: Timing, key: str, seed_value: int
+) -> tuple[Result, Corpus]:
+    fault = FAULTS[key]
+    result = Result(key, fault.label)
+    corpus = seed(stack, hot=timing.hot, cold=timing.cold, big=timing.big, seed=seed_value)
+    _under_fault(
+        stack, corpus, timing, fault, result,
+        mix=WARM_MIX, mix_during=FULL_MIX, seed_value=seed_value,
+    )  # fmt: skip
+    check_samples(result)
+    result.check(
+        any(s.status == 503 for s in result.inside()),
+        "no request got a 503 during the outage: was it injected?",
+    )
+    result.check(
+        any(s.kind == "upload" and s.status == 201 for s in result.after()),
+        "no upload succeeded after the restore",
+    )
+    not_hit = [s for s in result.inside() if s.kind in ("hot", "range") and s.x_cache != "HIT"]
+    result.check(not not_hit, f"{len(not_hit)} cached object(s) not a HIT during the outage")
+    _latency_note(result)
+    return result, corpus
+
+
+def s3_down(stack: Stack, timing: Timing = Timing()) -> Result:
+    """S3 unreachable: cached objects still 200 HIT; the rest 503; nothing bad cached."""
+    result, corpus = _dependency_down(stack, timing, "s3_down", 13)
+    # Nothing bad was cached: every object refused during the outage is served now.
+    known = corpus.everything()
+    refused = {s.media_hash for s in result.samples if s.status == 503 and s.media_hash in known}
+    with httpx.Client(timeout=30) as client:
+        for media_hash in sorted(refused):
+            obj = known[media_hash]
+            sample = Sample(time.monotonic(), "recheck", "recheck", 0, 0.0, media_hash=media_hash)
+            try:
+                answered(sample, response := client.get(obj.url))
+                sample.mismatch = response.content != obj.body
+            except httpx.HTTPError as exc:
+                failed(sample, exc)
+            result.samples.append(sample)
+    rechecked = result.in_phase("recheck")
+    result.check(
+        all(s.status == 200 and not s.mismatch for s in rechecked),
+        "an object refused during the outage is not served right after it",
+    )
+    result.notes.append(f"{len(rechecked)} object(s) refused during the outage, all served after")
+    return result
+
+
+def postgres_down(stack: Stack, timing: Timing = Timing()) -> Result:
+    """PostgreSQL stopped: cached objects keep being served; uploads 503 with JSON."""
+    result, _ = _dependency_down(stack, timing, "postgres_down", 14)
+    result.check(
+        any(s.kind == "upload" and s.status == 503 for s in result.inside()),
+        "no upload was refused with a 503 while PostgreSQL was down",
+    )
+    return result
+
+
+# --- 5: a crash between the store and the database -----------------------------------
+
+_TRIGGER = "chaos_fault"
+
+
+def _trigger(stack: Stack, body: str) -> None:
+    """A BEFORE INSERT trigger on the attachments table: the fault lives in the database."""
+    with stack.db() as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION chaos_fault() RETURNS trigger LANGUAGE plpgsql"
+            f" AS $$ BEGIN {body} END $$"
+        )
+        conn.execute(
+            f"CREATE TRIGGER {_TRIGGER} BEFORE INSERT ON chat_messageattachment"
+            " FOR EACH ROW EXECUTE FUNCTION chaos_fault()"
+        )
+
+
+def _drop_trigger(stack: Stack) -> None:
+    with stack.db() as conn:
+        conn.execute(f"DROP TRIGGER IF EXISTS {_TRIGGER} ON chat_messageattachment")
+        conn.execute("DROP FUNCTION IF EXISTS chaos_fault()")
+
+
+DB_WRITE_FAILS = Fault(
+    "the attachment INSERT fails (disk full)",
+    lambda s: _trigger(s, "RAISE EXCEPTION 'chaos: disk full' USING ERRCODE = 'disk_full';"),
+    _drop_trigger,
+    frozenset({"upload"}),
+)
+STORE_WRITE_FAILS = Fault(
+    "S3 unreachable for the upload",
+    FAULTS["s3_down"].inject,
+    FAULTS["s3_down"].restore,
+    frozenset({"upload"}),  # cached objects are still served: only uploads may fail
+)
+
+
+def _upload_now(client: httpx.Client, body: bytes, phase: str) -> Sample:
+    sample = Sample(time.monotonic(), phase, "upload", 0, 0.0)
+    try:
+        response = client.post(API, files={"file": ("blob.bin", body)})
+    except httpx.HTTPError as exc:
+        return failed(sample, exc)
+    answered(sample, response)
+    if response.status_code == 201:
+        sample.media_hash = response.json()["media_hash"]
+    return sample
+
+
+def _failed_writes(
+    stack: Stack, result: Result, rng: random.Random, timing: Timing, phase: str
+) -> None:
+    """Uploads while a write fails: each a 503 with JSON; no row, no object left."""
+    keys, rows = stack.object_keys(), stack.attachment_keys()
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    with httpx.Client(base_url=stack.url, headers=headers, timeout=60) as client:
+        samples = [
+            _upload_now(client, upload_body(rng, 2048, 16 * 1024), phase)
+            for _ in range(timing.failed_writes)
+        ]
+    result.samples += samples
+    result.check(all(s.status == 503 for s in samples), f"{phase}: an upload was not a 503")
+    orphans = stack.object_keys() - keys
+    result.check(not orphans, f"{phase}: object(s) left without a row: {sorted(orphans)[:3]}")
+    result.check(stack.attachment_keys() == rows, f"{phase}: a row was written")
+
+
+def _crash_mid_upload(stack: Stack, result: Result, rng: random.Random) -> set[str]:
+    """SIGKILL the server after the object is stored, before its row is committed."""
+    keys = stack.object_keys()
+    _trigger(stack, "PERFORM pg_sleep(1.5); RETURN NEW;")
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    sample = Sample(time.monotonic(), "crash", "upload", 0, 0.0)
+
+    def upload() -> None:
+        with httpx.Client(base_url=stack.url, headers=headers, timeout=30) as client:
+            try:
+                body = upload_body(rng, 4096, 4096)
+                answered(sample, client.post(API, files={"file": ("b.bin", body)}))
+            except httpx.HTTPError as exc:
+                failed(sample, exc)
+
+    thread = threading.Thread(target=upload, name="crashing-upload")
+    try:
+        thread.start()
+        # The object is stored before the row: once its INSERT runs (held by the
+        # trigger), the crash lands between the two.
+        deadline = time.monotonic() + 15
+        while not _inserting(stack) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stack.service.crash()  # type: ignore[union-attr]
+        thread.join(timeout=30)
+    finally:
+        _drop_trigger(stack)  # waits for the sleeping INSERT, which then rolls back
+        if stack.service.process is None:  # type: ignore[union-attr]
+            stack.service.start()  # type: ignore[union-attr]
+    result.check(sample.status != 201, "the crash came too late: the upload had succeeded")
+    result.notes.append(f"upload cut by the crash: {sample.error or sample.status}")
+    return stack.object_keys() - keys
+
+
+def _inserting(stack: Stack) -> bool:
+    """An attachment INSERT is running in the private database right now."""
+    with stack.db() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+            " AND query ILIKE 'INSERT INTO %%chat_messageattachment%%'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def crash_between_store_and_db(stack: Stack, timing: Timing = Timing()) -> Result:
+    """A failed database write leaves no object; a failed store write leaves no row;
+    a real crash in between leaves an orphan that the sweeper finds and deletes."""
+    result = Result("crash", "Crash between store and database")
+    rng = random.Random(15)  # noqa: S311 - reproducible test data, not secrets
+    corpus = seed(stack, hot=timing.hot, cold=0, big=0, seed=15)
+    load = _load(stack, corpus, timing, WARM_MIX, 15, rate=timing.rate / 2)
+    with load.running():
+        for fault, phase in ((DB_WRITE_FAILS, "db_write_fails"), (STORE_WRITE_FAILS, "store")):
+            with injected(stack, fault, result, load, phase=phase):
+                _failed_writes(stack, result, rng, timing, phase)
+    result.samples += load.samples
+    check_samples(result)
+    crashed = _crash_mid_upload(stack, result, rng)  # restarts the server: no RSS growth
+    result.check(len(crashed) == 1, f"the crash left {len(crashed)} new object(s), expected 1")
+    result.check(not crashed & stack.attachment_keys(), "the crashed upload's row was committed")
+    _sweep(stack, result, crashed)
+    _latency_note(result)
+    return result
+
+
+def _sweep(stack: Stack, result: Result, crashed: set[str]) -> None:
+    """The sweeper lists the orphans, then deletes them and only them (sparing young
+    objects under the default ``--min-age`` is tests/test_sweeper.py's job)."""
+    planted = f"chat/2020/01/01/{uuid.uuid4().hex}.bin"  # a day long past: surely old
+    stack.s3().put_object(Bucket=BUCKET, Key=planted, Body=b"orphan")
+    orphans = crashed | {planted}
+    sweep = ("sweep_orphan_objects", "--skip-checks", "--min-age", "0")
+    listed = stack.manage(*sweep, "--dry-run").stdout
+    result.check(all(k in listed for k in orphans), f"the dry run did not list {orphans}")
+    result.check(orphans <= stack.object_keys(), "the dry run deleted something")
+    stack.manage(*sweep)
+    left = stack.object_keys()
+    result.check(not orphans & left, f"the sweeper left orphans: {sorted(orphans & left)}")
+    missing = stack.attachment_keys() - left
+    result.check(not missing, f"the sweeper deleted objects that have rows: {sorted(missing)[:3]}")
+    deleted = len(orphans - left)
+    result.notes.append(f"the sweeper deleted {deleted} orphan(s) of {len(orphans)}")
+
+
+# --- 6: many uploads at once ---------------------------------------------------------
+
+BURST = Fault("upload burst", lambda s: None, lambda s: None)  # nothing may fail
+
+
+async def _upload_all(
+    stack: Stack, bodies: list[bytes]
+) -> list[tuple[Sample, StoredObject | None]]:
+    async with client_for(stack, len(bodies)) as client:
+
+        async def one(body: bytes) -> tuple[Sample, StoredObject | None]:
+            sample = Sample(time.monotonic(), OUTAGE, "upload", 0, 0.0)
+            try:
+                response = await upload_one(client, body)
+            except httpx.HTTPError as exc:
+                return failed(sample, exc), None
+            answered(sample, response)
+            if response.status_code != 201:
+                return sample, None
+            created = stored_from(response, body)
+            sample.media_hash = created.media_hash
+            sample.mismatch = created.sha256 != hashlib.sha256(body).hexdigest()
+            return sample, created
+
+        return await asyncio.gather(*(one(b) for b in bodies))
+
+
+async def _fetch_all(objects: list[StoredObject]) -> list[Sample]:
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def one(obj: StoredObject) -> Sample:
+            sample = Sample(time.monotonic(), AFTER, "cold", 0, 0.0, media_hash=obj.media_hash)
+            try:
+                response = await client.get(obj.url)
+            except httpx.HTTPError as exc:
+                return failed(sample, exc)
+            answered(sample, response)
+            sample.mismatch = response.content != obj.body
+            return sample
+
+        return await asyncio.gather(*(one(o) for o in objects))
+
+
+def concurrent_uploads(stack: Stack, timing: Timing = Timing()) -> Result:
+    """N uploads at once: N rows, N hashes, N objects, each served byte-identical."""
+    n = timing.uploads
+    result = Result("concurrent_uploads", f"{n} concurrent uploads")
+    rng = random.Random(16)  # noqa: S311 - reproducible test data, not secrets
+    bodies = [upload_body(rng, 2048, 32 * 1024) for _ in range(n)]
+    corpus = seed(stack, hot=timing.hot, cold=0, big=0, seed=16)
+    load = _load(stack, corpus, timing, WARM_MIX, 16, rate=timing.rate / 2)
+    with (
+        RssSampler(stack.service) as rss,  # type: ignore[arg-type]
+        load.running(),
+        injected(stack, BURST, result, load),
+    ):
+        uploaded = asyncio.run(_upload_all(stack, bodies))
+    result.rss_growth = rss.growth()
+    result.samples = [s for s, _ in uploaded] + load.samples
+    created = [obj for _, obj in uploaded if obj is not None]
+    result.check(len(created) == n, f"{n - len(created)} of {n} uploads failed")
+    with stack.db() as conn:
+        rows = conn.execute(
+            "SELECT media_hash, file, sha256, size FROM chat_messageattachment"
+            " WHERE media_hash = ANY(%s)",
+            ([o.media_hash for o in created],),
+        ).fetchall()
+    result.check(len(rows) == n, f"{len(rows)} rows for {n} uploads")
+    result.check(len({r[0] for r in rows}) == n, "two uploads share a hash")
+    result.check(len({r[1] for r in rows}) == n, "two uploads share an object key")
+    by_hash = {o.media_hash: o for o in created}
+    wrong = [r[0] for r in rows if r[2] != by_hash[r[0]].sha256 or r[3] != by_hash[r[0]].size]
+    result.check(not wrong, f"rows with the wrong sha256 or size: {wrong[:3]}")
+    s3 = stack.s3()
+    sizes = {r[1]: s3.head_object(Bucket=BUCKET, Key=r[1])["ContentLength"] for r in rows}
+    result.check(
+        all(sizes[r[1]] == r[3] for r in rows), "a stored object's size differs from its row"
+    )
+    fetched = asyncio.run(_fetch_all(created))
+    result.samples += fetched
+    check_samples(result)
+    latencies = sorted(s.latency for s, _ in uploaded)
+    result.notes.append(
+        f"{n} uploads at once: slowest {latencies[-1]:.2f} s, median {latencies[n // 2]:.2f} s"
+    )
+    _latency_note(result)
+    return result
+
+
+# --- 7: the soak ---------------------------------------------------------------------
+
+SOAK_ROTATION = ("redis_killed", "s3_down", "postgres_down", "redis_slow")
+
+
+def _cached_by_then(result: Result) -> MayFail:
+    """In the soak a Redis restart empties the cache, so "hot" is not "cached": an
+    object counts as cached once it was served as a HIT since the last restart.
+    During an S3 or PostgreSQL outage only objects not cached by then may get a 503."""
+    wiped = [w.end for w in result.windows if w.fault is FAULTS["redis_killed"]]
+    hits: dict[str, list[float]] = {}
+    for sample in result.samples:
+        if sample.x_cache == "HIT":
+            hits.setdefault(sample.media_hash, []).append(sample.at + sample.latency)
+
+    def may_fail(sample: Sample, fault: Fault) -> bool:
+        if not fault.may_fail:
+            return False  # a Redis fault: nothing may fail
+        if sample.kind in fault.may_fail:
+            return True
+        since = max((t for t in wiped if t < sample.at), default=float("-inf"))
+        return not any(since < t < sample.at for t in hits.get(sample.media_hash, ()))
+
+    return may_fail
+
+
+def soak(stack: Stack, timing: Timing) -> Result:
+    """Mixed uploads, hits and misses for ``timing.soak`` seconds, with a short fault
+    from the rotation in each period: zero 5xx outside those faults, RSS flat."""
+    seconds = timing.soak
+    period = max(20.0, seconds / 8)
+    starts = [t + period / 2 for t in range(0, int(seconds - period / 2), int(period))]
+    result = Result("soak", f"soak {seconds:.0f} s: mixed load, {len(starts)} short faults")
+    corpus = seed(stack, hot=timing.hot, cold=timing.cold, big=timing.big, seed=17)
+    load = _load(
+        stack, corpus, timing, SOAK_MIX, 17, rate=timing.soak_rate,
+        duration=seconds + 60, max_requests=int(timing.soak_rate * (seconds + 60)),
+    )  # fmt: skip
+    load.phase = "steady"
+    with RssSampler(stack.service) as rss, load.running():  # type: ignore[arg-type]
+        began = time.monotonic()
+        for index, start in enumerate(starts):
+            time.sleep(max(0.0, began + start - time.monotonic()))
+            key = SOAK_ROTATION[index % len(SOAK_ROTATION)]
+            with injected(stack, FAULTS[key], result, load, phase=key, after="steady"):
+                time.sleep(timing.soak_fault)
+        time.sleep(max(0.0, began + seconds - time.monotonic()))
+    result.samples = load.samples
+    check_samples(result, _cached_by_then(result))
+    result.rss_growth = rss.growth(skip_fraction=0.2)
+    result.check(
+        result.rss_growth is None or result.rss_growth < SOAK_RSS_GROWTH,
+        f"server RSS grew {(result.rss_growth or 0) / 1e6:.0f} MB after the warm-up "
+        f"(bound {SOAK_RSS_GROWTH / 1e6:.0f} MB): a leak?",
+    )
+    if rss.samples and result.rss_growth is not None:
+        first, last = rss.samples[0][1], rss.samples[-1][1]
+        peak = max(r for _, r in rss.samples)
+        result.notes.append(
+            f"RSS {first / 1e6:.0f} MB at start, {last / 1e6:.0f} MB at end, peak "
+            f"{peak / 1e6:.0f} MB; growth after the first 20%: {result.rss_growth / 1e6:+.1f} MB"
+        )
+    steady = summarize([s for s in result.samples if result.fault_of(s) is None])
+    result.notes.append(
+        f"outside the faults: {steady.requests} requests, p50 {steady.p50 * 1000:.1f} ms, "
+        f"p99 {steady.p99 * 1000:.1f} ms, max {steady.max_latency * 1000:.1f} ms"
+    )
+    _latency_note(result)
+    return result
+
+
+SCENARIOS: dict[str, Callable[[Stack, Timing], Result]] = {
+    "redis_killed": redis_killed,
+    "redis_slow": redis_slow,
+    "s3_down": s3_down,
+    "postgres_down": postgres_down,
+    "crash": crash_between_store_and_db,
+    "concurrent_uploads": concurrent_uploads,
+    "soak": soak,
+}
+
+
+# --- The table -----------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def table(results: list[Result]) -> str:
+    """One line per scenario: what was broken, what the load saw, whether it passed."""
+    header = (
+        "fault injected", "requests", "failures by status", "bytes mismatched",
+        "GET max (fault)", "GET p50 / p99 (fault)", "RSS growth", "result",
+    )  # fmt: skip
+    rows = [header]
+    for r in results:
+        total, during = r.total(), r.during()
+        failures = ", ".join(f"{k} ({v})" for k, v in total.failures().items()) or "none"
+        rss = "n/a" if r.rss_growth is None else f"{r.rss_growth / 1e6:+.1f} MB"
+        rows.append(
+            (
+                r.fault,
+                str(total.requests),
+                failures,
+                str(total.mismatched),
+                _ms(during.max_latency) if during.requests else "-",
+                f"{_ms(during.p50)} / {_ms(during.p99)}" if during.requests else "-",
+                rss,
+                "ok" if r.ok else f"FAIL ({len(r.problems)})",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
