@@ -64,11 +64,12 @@ def _store(
     sha256: str,
     message,
 ) -> MessageAttachment:
-    key = new_object_key(kind.extension)
+    stored_key = new_object_key(kind.extension)
     try:
-        stored_key = default_storage.save(key, upload)
+        upload.seek(0)
+        get_engine().store.write(stored_key, upload)
     except Exception as exc:
-        logger.error("[CHAT] store write failed for %s: %r", key, exc)
+        logger.error("[CHAT] store write failed for %s: %r", stored_key, exc)
         raise StoreWriteFailed(str(exc)) from exc
     try:
         variant_key = store_variant(stored_key, prepared)
@@ -117,7 +118,8 @@ def store_variant(stored_key: str, prepared: variants.Prepared) -> str:
     wanted = variants.variant_key_for(stored_key, prepared.extension)
     try:
         with open(prepared.path, "rb") as variant_file:
-            return default_storage.save(wanted, File(variant_file))
+            get_engine().store.write(wanted, variant_file)
+        return wanted
     except Exception as exc:
         logger.error("[CHAT] store write failed for %s: %r", wanted, exc)
         raise StoreWriteFailed(str(exc)) from exc
@@ -198,6 +200,6 @@ def delete_attachment(attachment: MessageAttachment) -> None:
 
 def _delete_quietly(key: str) -> None:
     try:
-        default_storage.delete(key)
+        get_engine().store.delete(key)
     except Exception as exc:
         logger.error("[CHAT] could not delete stored object %s: %r", key, exc)

@@ -39,20 +39,33 @@ def lock_key(media_hash: str) -> str:
 
 
 class CircuitBreaker:
-    """Open for ``retry_after`` seconds after a failure; then lets calls try again."""
+    """Open for ``retry_after`` seconds after ``threshold`` failures in a row.
 
-    def __init__(self, retry_after: float) -> None:
+    One slow call is not an outage: a stalled event loop (a GC pass, a burst of
+    work) can push a single call past the timeout, and opening on it would also
+    switch off the cross-process single-flight for a second.
+    """
+
+    def __init__(self, retry_after: float, threshold: int = 3) -> None:
         self.retry_after = retry_after
+        self.threshold = threshold
         self._open_until = 0.0
+        self._in_a_row = 0
         self.failures = 0
 
     @property
     def is_open(self) -> bool:
         return self._open_until > time.monotonic()
 
+    def ok(self) -> None:
+        self._in_a_row = 0
+
     def trip(self, exc: BaseException) -> None:
         self.failures += 1
+        self._in_a_row += 1
         STATS.redis_error()
+        if self._in_a_row < self.threshold:
+            return
         if not self.is_open:
             logger.warning("[MEDIA CACHE] redis unavailable, serving without it: %r", exc)
         self._open_until = time.monotonic() + self.retry_after
@@ -90,6 +103,7 @@ class RedisTier:
                 head, tail = await self.client.mget(
                     codec.redis_key(media_hash), codec.tail_key(media_hash)
                 )
+            self.breaker.ok()
             if head is None:
                 return None
             if head == codec.TOMBSTONE:

@@ -172,14 +172,19 @@ def test_over_the_limit_is_a_413_with_a_message_over_real_http(live, staff, sett
     assert not MessageAttachment.objects.exists()
 
 
-def test_store_down_is_a_503_with_a_message(staff_client, settings):
+def test_store_down_is_a_503_with_a_message(staff_client, monkeypatch):
+    from django.core.files.storage import storages
+
     from chat.models import MessageAttachment
+    from mediacache.engine import get_engine
+    from mediacache.store import S3Store
 
     dead = s3_storage_settings(f"http://127.0.0.1:{free_port()}")
     dead["OPTIONS"]["client_config"] = Config(
         connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 0}
     )
-    settings.STORAGES = {**settings.STORAGES, "default": dead}
+    # Uploads write through the engine's store (one shared S3 client).
+    monkeypatch.setitem(get_engine().__dict__, "store", S3Store(storages.create_storage(dead)))
     response = page_upload(staff_client, "dot.png", png())
     assert response.status_code == 503
     assert "object store is unavailable; nothing was stored" in response.content.decode()
