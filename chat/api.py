@@ -211,17 +211,7 @@ def upload_attachment(
     serves; audio the decoder cannot read is refused with 400 and nothing is stored.
     Images WhatsApp would not show (over 5 MB, HEIC, WebP, TIFF, BMP) get a JPEG one.
     """
-    if file.size == 0:
-        raise HttpError(400, "the file is empty")
-    sha256 = getattr(request, "upload_sha256", {}).get("file", "")
-    attachment = create_attachment(
-        file,
-        original_filename=file.name or "",
-        sha256=sha256,
-        voice_note=voice_note,
-        for_sending=True,
-    )
-    return Status(201, attachment)
+    return Status(201, _store_upload(request, file, voice_note))
 
 
 @api.get(
@@ -292,16 +282,8 @@ def send(request: HttpRequest):
             as_document=_form_bool(request.POST.get("as_document")) or False,
         )
         number = normalize_number(payload.number)
-        upload = request.FILES["file"]
-        if upload.size == 0:
-            raise HttpError(400, "the file is empty")
-        sha256 = getattr(request, "upload_sha256", {}).get("file", "")
-        attachment = create_attachment(
-            upload,
-            original_filename=upload.name or "",
-            sha256=sha256,
-            voice_note=_form_bool(request.POST.get("voice_note")),
-            for_sending=True,
+        attachment = _store_upload(
+            request, request.FILES["file"], _form_bool(request.POST.get("voice_note"))
         )
     else:
         payload = _parse_json(request, SendIn)
@@ -343,6 +325,20 @@ def _form_bool(value: str | None) -> bool | None:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise HttpError(400, f"expected true or false, got {value[:20]!r}")
+
+
+def _store_upload(request: HttpRequest, upload, voice_note: bool | None) -> MessageAttachment:
+    """The multipart field ``file`` stored as an attachment (its SHA-256 came from the
+    upload handler while the body streamed in)."""
+    if upload.size == 0:
+        raise HttpError(400, "the file is empty")
+    return create_attachment(
+        upload,
+        original_filename=upload.name or "",
+        sha256=getattr(request, "upload_sha256", {}).get("file", ""),
+        voice_note=voice_note,
+        for_sending=True,
+    )
 
 
 def _parse_json(request: HttpRequest, schema: type[Schema]):
