@@ -10,10 +10,8 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError
 
-from mediacache import codec
 from mediacache.engine import get_engine
 from mediacache.hashes import original_key
-from mediacache.redis_tier import INVALIDATION_CHANNEL
 
 from . import variants
 from .models import MessageAttachment
@@ -145,29 +143,10 @@ def build_variant(attachment: MessageAttachment) -> str:
             _delete_quietly(variant_key)
         return "raced"
     if attachment.media_hash and variant_key:
-        forget_cached(attachment.media_hash)
+        get_engine().refresh(attachment.media_hash)
     if not variant_key:
         return "none"
     return "passthrough" if prepared.passthrough else "built"
-
-
-def forget_cached(media_hash: str) -> None:
-    """Drop the cached copy behind a link that now serves something else (its new
-    variant), in every tier and process, *without* the tombstone a delete leaves.
-
-    Belongs in the engine (``Engine.refresh``); engine.py is outside this change.
-    """
-    engine = get_engine()
-    engine.l1.invalidate(media_hash)
-    if engine.writer is None:
-        return
-    try:
-        pipe = engine.writer.client.pipeline(transaction=False)
-        pipe.delete(codec.redis_key(media_hash), codec.tail_key(media_hash))
-        pipe.publish(INVALIDATION_CHANNEL, media_hash)
-        pipe.execute()
-    except Exception as exc:
-        logger.error("[CHAT] could not drop the cached copy of %s: %r", media_hash, exc)
 
 
 def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:

@@ -120,6 +120,15 @@ class Engine:
             return self.writer.delete(media_hash)
         return True
 
+    def refresh(self, media_hash: str) -> bool:
+        """Drop the cached copy of a link whose bytes changed (a variant was built), so the
+        next request reads the store; unlike :meth:`purge` no 404 is remembered.
+        False if Redis failed (its copy then lives out its TTL)."""
+        self.l1.invalidate(media_hash)
+        if self.writer is not None:
+            return self.writer.forget(media_hash)
+        return True
+
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()

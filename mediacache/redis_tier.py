@@ -254,3 +254,15 @@ class RedisWriter:
         except (redis.RedisError, OSError) as exc:
             logger.error("[MEDIA CACHE] purge failed for %s: %r", media_hash, exc)
             return False
+
+    def forget(self, media_hash: str) -> bool:
+        """Drop the cached copy without a tombstone (the link now serves something else)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(codec.redis_key(media_hash), codec.tail_key(media_hash))
+            pipe.publish(INVALIDATION_CHANNEL, media_hash)
+            pipe.execute()
+            return True
+        except (redis.RedisError, OSError) as exc:
+            logger.error("[MEDIA CACHE] refresh failed for %s: %r", media_hash, exc)
+            return False

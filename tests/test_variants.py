@@ -303,3 +303,19 @@ def test_delete_removes_the_variant_too(api, s3):
     assert api.delete(f"/api/attachments/{created['id']}").status_code == 204
     assert stored_keys(s3) == []
     assert httpx.get(created["original_url"]).status_code == 404
+
+
+def test_purge_of_an_expired_voice_note_deletes_its_variant_too(api, s3):
+    from tests.test_retention import age, purge
+
+    created = upload(api, audio("wav", 1.0), "a.wav")
+    kept = upload(api, audio("mp3", 1.0), "b.mp3")
+    assert len(stored_keys(s3)) == 4  # two originals, two variants
+    assert httpx.get(created["original_url"]).status_code == 200
+    age(created["id"], days=31)
+
+    assert "Purged 1 expired" in purge()
+    assert len(stored_keys(s3)) == 2
+    assert httpx.get(created["short_url"]).status_code == 404
+    assert httpx.get(created["original_url"]).status_code == 404
+    assert httpx.get(kept["short_url"]).headers["content-type"] == OPUS

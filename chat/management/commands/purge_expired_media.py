@@ -25,12 +25,13 @@ from django.utils import timezone
 
 from chat.models import MessageAttachment
 from mediacache.engine import get_engine
+from mediacache.hashes import original_key
 from mediacache.settings import MediaSettings
 from mediacache.store import ObjectMissing, ObjectStore, StoreUnavailable, store_for
 
 logger = logging.getLogger("chat")
 
-Row = tuple[int, str, str | None, int]  # pk, object key, media hash, size
+Row = tuple[int, str, str, str | None, int]  # pk, object key, variant key, media hash, size
 
 
 @dataclass
@@ -85,22 +86,28 @@ class Command(BaseCommand):
         return list(
             queryset.filter(pk__gt=last_pk)
             .order_by("pk")
-            .values_list("pk", "file", "media_hash", "size")[:size]
+            .values_list("pk", "file", "variant", "media_hash", "size")[:size]
         )
 
     def _purge_batch(self, rows: list[Row], storage: Storage, totals: Totals) -> None:
         store = store_for(storage)
         engine = get_engine()
         gone: list[int] = []
-        for pk, key, media_hash, size in rows:
+        for pk, key, variant_key, media_hash, size in rows:
             if media_hash:
                 # Redis first: it is shared by every process, and an entry's own TTL
-                # already ends at expiry, so this only shortens the tail.
+                # already ends at expiry, so this only shortens the tail. A variant's
+                # link has its original cached apart, at /media/{hash}/original.
+                if variant_key:
+                    engine.purge(original_key(media_hash))
                 if engine.purge(media_hash):
                     totals.cache_purged += 1
                 else:
                     totals.cache_failed += 1
-            if key and not self._delete(store, storage, key):
+            # The variant first: a row stays unmarked until its original is gone too,
+            # so a failed run never leaves a variant nobody will delete.
+            keys = [k for k in (variant_key, key) if k]
+            if not all([self._delete(store, storage, k) for k in dict.fromkeys(keys)]):
                 totals.failed += 1
                 continue
             gone.append(pk)
