@@ -392,13 +392,16 @@ class Stack:
         return dict(rows)
 
 
-SERVERS = ("uvicorn", "granian")
+# "uvicorn" is production's (scripts/serve.sh): httptools with the L1-hit shortcut of
+# mediacache.fastpath; "uvicorn-asgi" is stock httptools, every request through ASGI.
+SERVERS = ("uvicorn", "uvicorn-asgi", "granian")
+FAST_PROTOCOL = "mediacache.fastpath:MediaHttpProtocol"
 
 
 def server_available(server: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec(server) is not None
+    return importlib.util.find_spec(server.split("-", 1)[0]) is not None
 
 
 def start_service(
@@ -406,10 +409,11 @@ def start_service(
 ) -> Proc:
     """The service (``config.asgi:application``) on a free port."""
     port = free_port()
-    if server == "uvicorn":
+    if server in ("uvicorn", "uvicorn-asgi"):
+        protocol = FAST_PROTOCOL if server == "uvicorn" else "httptools"
         argv = [PYTHON, "-m", "uvicorn", "config.asgi:application"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+        argv += ["--loop", "uvloop", "--http", protocol, "--no-access-log"]
         argv += ["--no-server-header", "--log-level", "warning", "--lifespan", "on"]
     elif server == "granian":
         argv = [PYTHON, "-m", "granian", "config.asgi:application", "--interface", "asgi"]

@@ -9,7 +9,9 @@ gunicorn), seeds objects through the service's write code, and runs:
 * the miss path: sequential cold GETs next to raw boto3 ``get_object`` + read;
 * a stampede: 200 concurrent GETs of one cold object, S3 GETs counted by moto;
 * Redis memory: 7,000 x 50 KB objects warmed through GETs, ``used_memory`` / raw;
-* a large object: 200 MB downloaded by 8 clients at once, server RSS sampled.
+* a large object: 200 MB downloaded by 8 clients at once, server RSS sampled;
+* voice notes: transcode time per second of audio, and hit req/s while uploads
+  are converted by the same service (``bench/transcoding.py``).
 
 Everything is ended and the work directory removed at the end, also on Ctrl-C.
 Run ``python -m bench.run --help`` for the knobs; ``--quick`` for a short run.
@@ -65,9 +67,10 @@ from bench.infra import (
     upload_many,
     wait_for_quiet,
 )
+from bench.transcoding import transcode_run
 
 HIT_BODY_BYTES = 50 * 1024
-PARTS = ("hits", "miss", "stampede", "memory", "large")
+PARTS = ("hits", "miss", "stampede", "memory", "large", "transcode")
 SEED = 20261125
 
 
@@ -234,6 +237,12 @@ def run(
     if "large" in parts:
         upload_url = f"http://127.0.0.1:{services[picked, 'l1-2'].port}"
         large_run(args, stack, work, upload_url, services[picked, "l1-1"], report)
+    if "transcode" in parts:
+        service = services[picked, "l1-1"]
+        hit_url = f"http://127.0.0.1:{service.port}/media/{hit.media_hash}"
+        for _ in range(3):  # in L1 whatever ran before
+            httpx.get(hit_url, timeout=10).raise_for_status()
+        transcode_run(args, procs, service, hit_url, stack.api_key, report)
     environment(args, servers, picked, report)
 
 
@@ -638,7 +647,8 @@ def environment(args: argparse.Namespace, servers: list[str], picked: str, repor
         f"MACHINE  {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}"
     )
-    packages = ", ".join(f"{s} {pkg(s)}" for s in servers)
+    dists = dict.fromkeys(s.split("-", 1)[0] for s in servers)  # uvicorn-asgi is uvicorn
+    packages = ", ".join(f"{d} {pkg(d)}" for d in dists)
     report.add(
         f"  {packages}, gunicorn {pkg('gunicorn')}, Django {pkg('Django')}; "
         f"{version(['nginx', '-v'])}; {version(['redis-server', '--version'])[:24]}; "

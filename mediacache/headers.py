@@ -34,6 +34,7 @@ STATIC_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", b"default-src 'none'; sandbox"),
     (b"cross-origin-resource-policy", b"cross-origin"),
 )
+_UNSAFE_HEADER_BYTES = re.compile(rb"[\x00\r\n]")
 X_CACHE_HIT = (b"x-cache", b"HIT")
 X_CACHE_MISS = (b"x-cache", b"MISS")
 
@@ -88,4 +89,9 @@ def build_cached(obj: MediaObject, body: bytes) -> CachedMedia:
     """Wrap bytes and precompute the headers of a full answer."""
     entity = entity_headers(obj)
     headers = [*entity, (b"content-length", str(len(body)).encode("ascii"))]
-    return CachedMedia(obj=obj, body=body, etag=etag_for(obj), entity=entity, headers=headers)
+    wire = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+    if any(_UNSAFE_HEADER_BYTES.search(value) for _name, value in headers):
+        wire = b""  # never written raw: the server's own header checks see it
+    return CachedMedia(
+        obj=obj, body=body, etag=etag_for(obj), entity=entity, headers=headers, wire=wire
+    )

@@ -35,4 +35,4 @@ cat <<MSG
 
 MSG
 exec "$BIN/uvicorn" config.asgi:application --host "$HOST" --port "$PORT" \
-  --loop uvloop --http httptools --no-server-header
+  --loop uvloop --http mediacache.fastpath:MediaHttpProtocol --no-server-header

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import redis
 import uvicorn
 
+FAST_PROTOCOL = "mediacache.fastpath:MediaHttpProtocol"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -29,11 +31,21 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def serve_asgi(app) -> Iterator[RunningServer]:
-    """Run ``app`` under uvicorn in a thread on a free loopback port."""
+def serve_asgi(app, *, http: str = FAST_PROTOCOL) -> Iterator[RunningServer]:
+    """Run ``app`` under uvicorn in a thread on a free loopback port.
+
+    With production's protocol by default (``scripts/serve.sh``): plain L1 hits are
+    answered by ``mediacache.fastpath``, everything else through ASGI.
+    """
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        http=http,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

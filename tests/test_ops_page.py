@@ -3,6 +3,8 @@
 Log in through the admin, upload a voice note through the form, get its short
 link, let the <audio> element load and play it, see the hit counter move, and
 keep a screenshot (test-artifacts/ops.png; docs/ops-screenshot.png for the README).
+And (issue #9) record a voice note in the page as a chat web client does, upload it,
+and play its Ogg Opus variant: the <audio> element reports the right duration.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import FIXTURES
+from tests.media_gen import decoded
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -155,3 +158,115 @@ def test_operator_uploads_a_voice_note_plays_it_and_sees_the_hits(live, operator
     if os.environ.get("UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(SCREENSHOT, DOCS_SCREENSHOT)
+
+
+# -- issue #9: a voice note recorded in the browser plays from its variant -----------
+
+OPUS = "audio/ogg; codecs=opus"
+RECORD_SECONDS = 2.0
+
+# What a chat web client does: record a MediaStream with MediaRecorder (WebM/Opus).
+# The source is a 440 Hz tone, amplitude-modulated at 4 Hz like syllables, so no
+# microphone is needed. Resolves to the recording and how long the recorder ran.
+RECORD_JS = """async seconds => {
+  const ctx = new AudioContext({sampleRate: 48000});
+  await ctx.resume();
+  const tone = new OscillatorNode(ctx, {frequency: 440});
+  const envelope = new GainNode(ctx, {gain: 0.5});
+  const syllables = new OscillatorNode(ctx, {frequency: 4});
+  const depth = new GainNode(ctx, {gain: 0.5});
+  syllables.connect(depth).connect(envelope.gain);
+  const dest = new MediaStreamAudioDestinationNode(ctx, {channelCount: 1});
+  tone.connect(envelope).connect(dest);
+  tone.start();
+  syllables.start();
+  const recorder = new MediaRecorder(dest.stream, {mimeType: 'audio/webm;codecs=opus'});
+  const chunks = [];
+  recorder.ondataavailable = e => chunks.push(e.data);
+  let started = 0;
+  const stopped = new Promise(resolve => { recorder.onstop = resolve; });
+  recorder.onstart = () => {
+    started = performance.now();
+    setTimeout(() => recorder.stop(), seconds * 1000);
+  };
+  recorder.start();
+  await stopped;
+  const wall = (performance.now() - started) / 1000;
+  await ctx.close();
+  window.recording = new Blob(chunks, {type: recorder.mimeType});
+  return {type: window.recording.type, size: window.recording.size, wall};
+}"""
+
+# Upload it as the web client would: multipart POST to the API from the page.
+UPLOAD_JS = """async key => {
+  const form = new FormData();
+  form.append('file', window.recording, 'recording.webm');
+  const response = await fetch('/api/attachments/', {
+    method: 'POST', headers: {Authorization: `Bearer ${key}`}, body: form,
+  });
+  return {status: response.status, body: await response.json()};
+}"""
+
+# Load a URL in an <audio> element; its duration once the metadata is in, then play
+# until the playhead moves.
+PLAY_JS = """async src => {
+  const audio = new Audio();
+  audio.preload = 'metadata';
+  const loaded = new Promise((resolve, reject) => {
+    audio.onloadedmetadata = resolve;
+    audio.onerror = () => reject(new Error(`cannot load ${src}: ${audio.error?.message}`));
+  });
+  audio.src = src;
+  await loaded;
+  const duration = audio.duration;
+  await audio.play();
+  await new Promise(resolve => {
+    const check = () => (audio.currentTime > 0 || audio.ended) ? resolve() : setTimeout(check, 20);
+    check();
+  });
+  const currentTime = audio.currentTime;
+  audio.pause();
+  return {duration, currentTime};
+}"""
+
+
+def test_webm_recorded_voice_note_plays_from_its_variant_with_its_duration(
+    live, api_key: str, browser
+) -> None:
+    """What a web client records (MediaRecorder, WebM/Opus) is served at the short link
+    as Ogg Opus, and the browser's player reads the duration the API reported."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live.url}/healthz")  # any page of the service: the API is same-origin
+
+    recorded = page.evaluate(RECORD_JS, RECORD_SECONDS)
+    assert recorded["type"].startswith("audio/webm"), recorded
+    uploaded = page.evaluate(UPLOAD_JS, api_key)
+    assert uploaded["status"] == 201, uploaded
+    attachment = uploaded["body"]
+    original = httpx.get(attachment["original_url"])
+    assert original.content[:4] == b"\x1a\x45\xdf\xa3"  # EBML: the WebM as recorded
+    source = decoded(original.content)
+    assert source["codec"] == "opus"
+
+    assert attachment["variant_mime_type"] == OPUS
+    served = httpx.get(attachment["short_url"])
+    assert served.status_code == 200
+    assert served.headers["content-type"] == OPUS
+    variant = decoded(served.content)
+    assert (variant["format"], variant["codec"]) == ("ogg", "opus")
+    assert (variant["channels"], variant["sample_rate"]) == (1, 48000)
+
+    played = page.evaluate(PLAY_JS, attachment["short_url"])
+    duration = played["duration"]
+    assert math.isfinite(duration)
+    assert abs(duration - attachment["duration_seconds"]) <= 0.05
+    assert abs(attachment["duration_seconds"] - source["duration"]) <= 0.05
+    # MediaRecorder stops on a timer and then flushes whole 20 ms Opus frames, so the
+    # audio runs a few frames past the wall clock (~40 ms measured) and the timer can
+    # fire late on a busy machine: a quarter second allows for both.
+    assert abs(duration - recorded["wall"]) <= 0.25
+    assert played["currentTime"] > 0
+
+    assert errors == []

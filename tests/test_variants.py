@@ -125,6 +125,20 @@ def test_transcode_time_limit(api, settings):
     assert "longer than" in response.json()["error"]
 
 
+@pytest.mark.parametrize("steps", [10, 0])
+def test_conversions_run_at_a_lower_cpu_priority(settings, tmp_path, steps):
+    """Serving wins the cores: the child gives up MEDIA_TRANSCODE_NICE steps of priority."""
+    import os
+
+    from mediacache import transcode
+
+    media_settings(settings, TRANSCODE_NICE=steps)
+    source = tmp_path / "a.wav"
+    source.write_bytes(audio("wav", 0.5))
+    outcome = transcode.voice_variant(str(source), str(tmp_path / "a.ogg"))
+    assert outcome.data["nice"] == min(19, os.nice(0) + steps)
+
+
 def test_stored_under_the_same_prefix(api, s3):
     created = upload(api, audio("mp3", 1.0), "a.mp3")
     keys = sorted(stored_keys(s3))

@@ -1,0 +1,188 @@
+"""The voice-note part of ``make bench``: what a conversion costs, and what it costs the hits.
+
+1. **Time per second of audio.** A 30 s recording in each format a client sends
+   (Chrome's WebM/Opus, Safari's MP4/AAC, MP3, WAV) goes through
+   ``mediacache.transcode.voice_variant`` -- the production call: a child process
+   at the configured niceness -- three times; the median wall time and the child's
+   CPU time (``RUSAGE_CHILDREN``) are divided by the audio's length.
+2. **Hits while converting.** ``wrk`` against the L1-hit link of a one-worker
+   service, alternating quiet runs with runs during which a client uploads that
+   WebM recording to the *same* service back to back (each upload converted
+   before its 201). The ratio of the two req/s is the cost of conversions to
+   the serving path on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# The test suite's generators: real files made with PyAV, as the clients make them.
+from tests.media_gen import AUDIO_FORMATS, audio
+
+from bench.infra import ForeignLoad, Proc, Processes, run_wrk, say, wait_for_quiet
+
+SECONDS = 30.0
+FORMATS = ("webm_opus", "mp4_aac", "mp3", "wav")
+REPEATS = 3
+OPUS = "audio/ogg; codecs=opus"
+
+
+def transcode_run(
+    args: argparse.Namespace,
+    procs: Processes,
+    service: Proc,
+    hit_url: str,
+    api_key: str,
+    report: Any,
+) -> None:
+    inputs = {kind: audio(kind, SECONDS) for kind in FORMATS}
+    per_format = _encoder_costs(inputs)
+    report.add("")
+    report.add(
+        f"VOICE NOTES  {SECONDS:.0f} s recordings -> Ogg Opus mono 48 kHz, "
+        f"mediacache.transcode child (nice {_nice()}), median of {REPEATS}"
+    )
+    header = (
+        f"{'input':<28} {'wall ms':>8} {'CPU ms':>7} {'wall ms / s audio':>18} "
+        f"{'CPU ms / s audio':>17} {'x real time':>12}"
+    )
+    report.add(header)
+    report.add("-" * len(header))
+    for kind, (wall, cpu) in per_format.items():
+        label = f"{kind} ({len(inputs[kind]) // 1024} KB)"
+        report.add(
+            f"{label:<28} {wall * 1000:>8.0f} {cpu * 1000:>7.0f} "
+            f"{wall * 1000 / SECONDS:>18.1f} {cpu * 1000 / SECONDS:>17.1f} "
+            f"{SECONDS / wall:>11.0f}x"
+        )
+    worst = max(wall for wall, _cpu in per_format.values())
+    report.check(
+        "voice note transcode, wall per second of audio",
+        f"{worst * 1000 / SECONDS:.1f} ms at worst ({SECONDS / worst:.0f}x real time)",
+        None,
+    )
+    _hits_while_converting(args, procs, service, hit_url, api_key, inputs["webm_opus"], report)
+
+
+def _nice() -> int:
+    from mediacache.transcode import media_setting
+
+    return int(media_setting("TRANSCODE_NICE"))
+
+
+def _encoder_costs(inputs: dict[str, bytes]) -> dict[str, tuple[float, float]]:
+    """Median (wall s, child CPU s) of ``voice_variant`` per input format."""
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure()  # WhatsApp's defaults (mediacache.transcode.DEFAULTS)
+    from mediacache.transcode import voice_variant
+
+    costs: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="mediacache-bench-voice-") as work:
+        for kind, body in inputs.items():
+            source = Path(work) / AUDIO_FORMATS[kind][4]
+            source.write_bytes(body)
+            walls, cpus = [], []
+            for i in range(REPEATS):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.perf_counter()
+                outcome = voice_variant(str(source), f"{work}/{kind}-{i}.ogg", timeout=120)
+                walls.append(time.perf_counter() - started)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+                if abs((outcome.duration or 0) - SECONDS) > 0.1:
+                    raise RuntimeError(f"{kind}: variant lasts {outcome.duration} s")
+            costs[kind] = (statistics.median(walls), statistics.median(cpus))
+            say(f"transcode {kind}: {costs[kind][0] * 1000:.0f} ms wall")
+    return costs
+
+
+class Uploader(threading.Thread):
+    """Uploads one recording back to back until stopped; every answer must be a variant."""
+
+    def __init__(self, base_url: str, api_key: str, body: bytes) -> None:
+        super().__init__(daemon=True)
+        self.base_url, self.api_key, self.body = base_url, api_key, body
+        self.done = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        with httpx.Client(base_url=self.base_url, headers=headers, timeout=120) as client:
+            while not self._stop.is_set():
+                files = {"file": ("recording.webm", self.body, "audio/webm")}
+                response = client.post("/api/attachments/", files=files)
+                data = response.json() if response.status_code == 201 else {}
+                if data.get("variant_mime_type") != OPUS:
+                    self.failures.append(f"{response.status_code} {response.text[:200]}")
+                else:
+                    self.done += 1
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.join(timeout=180)
+        if self.failures:
+            raise RuntimeError(f"uploads while benchmarking failed: {self.failures[:3]}")
+        return self.done
+
+
+def _hits_while_converting(
+    args: argparse.Namespace,
+    procs: Processes,
+    service: Proc,
+    hit_url: str,
+    api_key: str,
+    recording: bytes,
+    report: Any,
+) -> None:
+    wrk = {"threads": args.threads, "connections": args.connections, "seconds": args.duration}
+    load = ForeignLoad(procs)
+    quiet, busy, converted = [], [], 0
+    base_url = f"http://127.0.0.1:{service.port}"
+    for round_no in range(max(args.rounds, 2)):
+        for converting in (False, True) if round_no % 2 == 0 else (True, False):
+            if args.quiet_wait > 0:
+                wait_for_quiet(load, max_wait=args.quiet_wait)
+            uploader = Uploader(base_url, api_key, recording) if converting else None
+            if uploader is not None:
+                uploader.start()
+                time.sleep(0.5)  # the first conversion is under way
+            result = run_wrk(hit_url, **wrk)
+            if uploader is not None:
+                converted += uploader.stop()
+            (busy if converting else quiet).append(result)
+            say(
+                f"hits {'while converting' if converting else 'quiet'}: {result.rps:,.0f} req/s, "
+                f"p99 {result.p99_ms:.2f} ms"
+            )
+    quiet_rps = statistics.median(r.rps for r in quiet)
+    busy_rps = statistics.median(r.rps for r in busy)
+    seconds = args.duration * len(busy)
+    report.add("")
+    report.add(
+        f"HITS WHILE CONVERTING  L1 hit, 1 worker, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s; {converted} {SECONDS:.0f} s WebM uploads converted by the same "
+        f"service during {seconds} s ({converted * SECONDS / seconds:.1f} s of audio per s)"
+    )
+    report.add(f"{'':<28} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7}  runs (req/s)")
+    for label, runs in (("quiet", quiet), ("while converting", busy)):
+        mid = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+        each = " / ".join(f"{r.rps:,.0f}" for r in runs)
+        report.add(f"{label:<28} {mid.rps:>9,.0f} {mid.p50_ms:>7.2f} {mid.p99_ms:>7.2f}  {each}")
+    report.add(f"{'ratio':<28} {busy_rps / quiet_rps:>9.1%}")
+    report.check(
+        "hit req/s while converting (median vs quiet)",
+        f"{busy_rps / quiet_rps:.1%} ({busy_rps:,.0f} vs {quiet_rps:,.0f} req/s)",
+        None,
+    )
