@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted: stopping everything")
         return 130
+    except Exception:
+        # What was measured before the failure is still worth the minutes it took.
+        print("\n".join(report.lines))
+        print_checks(report)
+        raise
     finally:
         procs.close()
         if args.keep:

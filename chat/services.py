@@ -74,13 +74,13 @@ def _store(
     except StoreWriteFailed:
         _delete_quietly(stored_key)
         raise
+    fields = {"mime_type": kind.mime_type, **prepared.model_fields(variant_key)}
     attachment = MessageAttachment(
         message=message,
         original_filename=original_filename[:255],
-        mime_type=kind.mime_type,
         size=upload.size,
         sha256=sha256,
-        **prepared.model_fields(variant_key),
+        **fields,
     )
     attachment.file.name = stored_key
     try:

@@ -40,6 +40,16 @@ from .uploads import SniffedType
 
 logger = logging.getLogger("chat")
 
+# What a container sniffed as video really is when it turned out to hold only audio.
+AUDIO_ONLY_TYPES = {
+    "video/webm": "audio/webm",
+    "video/mp4": "audio/mp4",
+    "video/quicktime": "audio/mp4",
+    "video/3gpp": "audio/3gpp",
+    "video/x-matroska": "audio/x-matroska",
+    "application/ogg": "audio/ogg",
+}
+
 
 class UndecodableMedia(Exception):
     """The upload is audio (or an image that needs a JPEG) the decoder cannot read."""
@@ -63,6 +73,9 @@ class Prepared:
     waveform: list[int] | None = None
     media_info: dict[str, Any] | None = None
     error: str | None = None  # why no variant could be made (non-strict)
+    # The upload's own type once decoding showed it holds no video: a browser's WebM
+    # recording is sniffed as video/webm, but it is audio/webm.
+    original_mime_type: str | None = None
 
     @property
     def has_variant(self) -> bool:
@@ -78,6 +91,8 @@ class Prepared:
             "waveform": self.waveform,
             "media_info": info,
         }
+        if self.original_mime_type:
+            values["mime_type"] = self.original_mime_type
         if self.has_variant:
             values.update(
                 variant=variant_key,
@@ -154,6 +169,9 @@ def prepare(
     try:
         with local_path(upload) as in_path:
             prepared = _run(action, in_path, workdir, required=required and strict)
+        if action.startswith("voice") and prepared.has_variant:
+            base = kind.mime_type.split(";", 1)[0].lower()
+            prepared.original_mime_type = AUDIO_ONLY_TYPES.get(base)
         yield prepared
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

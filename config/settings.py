@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import botocore.config
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -164,7 +165,16 @@ if S3_BUCKET:
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": False,
-            "addressing_style": env_str("S3_ADDRESSING_STYLE") or None,
+            # Bounded waits: a hung endpoint costs a request S3_READ_TIMEOUT per
+            # attempt, not botocore's 60 s; the pool covers every store thread
+            # plus the request threads that upload.
+            "client_config": botocore.config.Config(
+                s3={"addressing_style": env_str("S3_ADDRESSING_STYLE") or None},
+                connect_timeout=env_float("S3_CONNECT_TIMEOUT", 3.0),
+                read_timeout=env_float("S3_READ_TIMEOUT", 10.0),
+                retries={"total_max_attempts": env_int("S3_MAX_ATTEMPTS", 3), "mode": "standard"},
+                max_pool_connections=env_int("S3_MAX_POOL_CONNECTIONS", 50),
+            ),
         },
     }
 else:

@@ -47,3 +47,37 @@ def test_server_refuses_to_start_with_a_bad_public_url(settings):
                           "API_KEY": "k", "INSTANCE": "i"}  # fmt: skip
     with pytest.raises(ImproperlyConfigured, match="PUBLIC_BASE_URL"):
         build_application()
+
+
+def test_s3_client_waits_are_bounded_and_configurable():
+    """The service's settings give the shared S3 client short, configurable timeouts
+    (botocore's own are 60 s) and a pool as large as the store threads need."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import django, json; django.setup();"
+        "from django.core.files.storage import default_storage as s;"
+        "c = s.connection.meta.client.meta.config;"
+        "print(json.dumps([c.connect_timeout, c.read_timeout, c.retries, "
+        "c.max_pool_connections, c.s3]))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "S3_BUCKET": "b",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "S3_READ_TIMEOUT": "2.5",
+        "S3_MAX_ATTEMPTS": "1",
+        "S3_ADDRESSING_STYLE": "path",
+        "SECRET_KEY": "test-only",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    connect, read, retries, pool, s3 = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (connect, read, pool) == (3.0, 2.5, 50)
+    assert retries == {"total_max_attempts": 1, "mode": "standard"}  # the first one included
+    assert s3 == {"addressing_style": "path"}

@@ -76,6 +76,7 @@ def test_every_voice_note_format_is_served_as_ogg_opus_mono(api, kind):
     assert original.status_code == 200
     assert original.content == body
     assert original.headers["content-type"] == created["mime_type"]
+    assert created["mime_type"].startswith("audio/")  # a recording is audio, not video/webm
     if kind == "ogg_opus_mono":
         assert served.content == body  # passed through, byte-identical
     else:
