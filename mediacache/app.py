@@ -1,7 +1,9 @@
 """The ASGI app behind ``GET/HEAD /media/{hash}``: the hot path.
 
 Deliberately not a Django view: a hit is one dict lookup (or one Redis GET) and
-two ``send`` calls with headers built when the object entered the cache.
+two ``send`` calls with headers built when the object entered the cache. Under
+``mediacache.fastpath`` a plain L1 hit does not even get here: the server's
+protocol answers it through :meth:`MediaApp.l1_entry`.
 Query strings are never read (Evolution appends ``?timestamp=…``).
 """
 

@@ -94,7 +94,6 @@ class MediaHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def _answer_from_l1(self) -> bool:
-        started = time.perf_counter()
         if self._media is _UNKNOWN:
             found = media_app_of(self.app)  # once per connection, after start-up
             if found is None:
@@ -125,6 +124,7 @@ class MediaHttpProtocol(HttpToolsProtocol):
             text = path.decode("ascii")
         except UnicodeDecodeError:
             return False
+        started = time.perf_counter()
         found = media.l1_entry(text)
         if found is None or not found[1].wire:
             return False

@@ -43,7 +43,7 @@ import boto3
 import httpx
 import psycopg
 
-from tests.servers import RedisProcess, free_port
+from tests.servers import FAST_PROTOCOL, RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -328,7 +328,8 @@ class MotoProcess:
 
 
 class ServiceProcess:
-    """The whole service (``uvicorn config.asgi:application``) with its own environment."""
+    """The whole service (``uvicorn config.asgi:application``, production's protocol)
+    with its own environment."""
 
     def __init__(self, env: dict[str, str], port: int, log_path: str) -> None:
         self.env = env
@@ -346,7 +347,7 @@ class ServiceProcess:
                 [
                     str(BIN / "uvicorn"), "config.asgi:application",
                     "--host", "127.0.0.1", "--port", str(self.port),
-                    "--loop", "uvloop", "--http", "httptools",
+                    "--loop", "uvloop", "--http", FAST_PROTOCOL,  # as scripts/serve.sh
                     "--no-access-log", "--log-level", "warning",
                 ],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
