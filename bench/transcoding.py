@@ -151,6 +151,41 @@ class Uploader(threading.Thread):
 
 
 CONDITIONS = ("quiet", "uploads stored as is", "uploads converted")
+CPU_PARTS = ("worker", "conversions", "S3 (moto)", "wrk")
+
+
+class CpuMeter:
+    """Cores used, over one run, by the worker, its reaped conversion children, moto, wrk.
+
+    Conversions are children the worker waits for, so ``children_*`` of its CPU
+    times; wrk is this process's child (``RUSAGE_CHILDREN``): where the two cores go.
+    """
+
+    def __init__(self, worker_pid: int, s3_pid: int | None) -> None:
+        import psutil
+
+        self.worker = psutil.Process(worker_pid)
+        self.s3 = psutil.Process(s3_pid) if s3_pid else None
+
+    def _sample(self) -> tuple[float, ...]:
+        w = self.worker.cpu_times()
+        s3 = self.s3.cpu_times() if self.s3 is not None else None
+        mine = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            w.user + w.system,
+            w.children_user + w.children_system,
+            s3.user + s3.system + s3.children_user + s3.children_system if s3 else 0.0,
+            mine.ru_utime + mine.ru_stime,
+            time.monotonic(),
+        )
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+        wall = after[-1] - self._before[-1]
+        return {part: (after[i] - self._before[i]) / wall for i, part in enumerate(CPU_PARTS)}
 
 
 def _hits_while_converting(
@@ -166,6 +201,9 @@ def _hits_while_converting(
     (same rate, same file), alternating; the last two apart show the conversions' share."""
     wrk = {"threads": args.threads, "connections": args.connections, "seconds": args.duration}
     load = ForeignLoad(procs)
+    s3 = next((p for p in procs.procs if p.name == "moto-s3"), None)
+    meter = CpuMeter(service.worker_pids()[0], s3.tree_pids()[-1] if s3 else None)
+    cores: dict[str, list[dict[str, float]]] = {c: [] for c in CONDITIONS}
     runs: dict[str, list] = {c: [] for c in CONDITIONS}
     uploads: dict[str, int] = dict.fromkeys(CONDITIONS, 0)
     base_url = f"http://127.0.0.1:{service.port}"
@@ -181,7 +219,9 @@ def _hits_while_converting(
                 )
                 uploader.start()
                 time.sleep(0.5)  # the first upload is under way
+            meter.start()
             result = run_wrk(hit_url, **wrk)
+            cores[condition].append(meter.stop())
             if uploader is not None:
                 uploads[condition] += uploader.stop()
             runs[condition].append(result)
@@ -204,6 +244,11 @@ def _hits_while_converting(
             f"{median[condition] / median['quiet']:>8.1%} {uploads[condition]:>8}  {each}"
         )
     report.add(f"({seconds} s per condition; req/s are medians of the runs)")
+    report.add("cores used during the runs (mean):")
+    report.add(f"{'':<24} " + " ".join(f"{part:>11}" for part in CPU_PARTS))
+    for condition in CONDITIONS:
+        mean = {p: statistics.mean(c[p] for c in cores[condition]) for p in CPU_PARTS}
+        report.add(f"{condition:<24} " + " ".join(f"{mean[p]:>11.2f}" for p in CPU_PARTS))
     converted, stored = median["uploads converted"], median["uploads stored as is"]
     report.check(
         "hit req/s, uploads converted vs stored as is",
