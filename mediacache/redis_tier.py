@@ -244,25 +244,24 @@ class RedisWriter:
 
     def delete(self, media_hash: str) -> bool:
         """Replace the object in Redis by a tombstone; tell every process to drop its L1 copy."""
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(codec.redis_key(media_hash), codec.TOMBSTONE, ex=self.tombstone_ttl)
-            pipe.delete(codec.tail_key(media_hash))
-            pipe.publish(INVALIDATION_CHANNEL, media_hash)
-            pipe.execute()
-            return True
-        except (redis.RedisError, OSError) as exc:
-            logger.error("[MEDIA CACHE] purge failed for %s: %r", media_hash, exc)
-            return False
+        return self._drop(media_hash, tombstone=True)
 
     def forget(self, media_hash: str) -> bool:
         """Drop the cached copy without a tombstone (the link now serves something else)."""
+        return self._drop(media_hash, tombstone=False)
+
+    def _drop(self, media_hash: str, *, tombstone: bool) -> bool:
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(codec.redis_key(media_hash), codec.tail_key(media_hash))
+            if tombstone:
+                pipe.set(codec.redis_key(media_hash), codec.TOMBSTONE, ex=self.tombstone_ttl)
+                pipe.delete(codec.tail_key(media_hash))
+            else:
+                pipe.delete(codec.redis_key(media_hash), codec.tail_key(media_hash))
             pipe.publish(INVALIDATION_CHANNEL, media_hash)
             pipe.execute()
             return True
         except (redis.RedisError, OSError) as exc:
-            logger.error("[MEDIA CACHE] refresh failed for %s: %r", media_hash, exc)
+            what = "purge" if tombstone else "refresh"
+            logger.error("[MEDIA CACHE] %s failed for %s: %r", what, media_hash, exc)
             return False
