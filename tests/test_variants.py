@@ -282,6 +282,17 @@ def test_video_over_the_limit_is_422(api, evolution, settings):
     assert "over WhatsApp's" in refused.json()["error"]
 
 
+def test_document_over_the_limit_is_422_and_nothing_is_sent(api, evolution, settings):
+    media_settings(settings, DOCUMENT_MAX_BYTES=1000)
+    small = upload(api, b"%PDF-1.4 " + b"x" * 500, "small.pdf")
+    large = upload(api, b"%PDF-1.4 " + b"x" * 5000, "large.pdf")
+    assert send(api, small["id"]).status_code == 201
+    refused = send(api, large["id"])
+    assert refused.status_code == 422
+    assert "documents up to" in refused.json()["error"]
+    assert len(evolution.sent) == 1
+
+
 # -- backfill -----------------------------------------------------------------------
 
 
