@@ -13,7 +13,7 @@ trap 'rm -rf "$DIST"' EXIT
 [ -x "$HOST_VENV/bin/python" ] || "$PYTHON" -m venv "$HOST_VENV"
 "$HOST_VENV/bin/python" -m pip install -q --upgrade pip
 # The host's own stack (Django, a server, a driver, test tools), then the wheel itself.
-"$HOST_VENV/bin/python" -m pip install -q "psycopg[binary]>=3.2" "uvicorn>=0.30" \
+"$HOST_VENV/bin/python" -m pip install -q "psycopg[binary]>=3.2" "uvicorn[standard]>=0.54,<0.55" \
   "pytest>=8.3" "pytest-django>=4.9" "moto[server]>=5.0.20"
 "$HOST_VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$DIST"/mediacache-*.whl
 "$HOST_VENV/bin/python" -m pip install -q "$DIST"/mediacache-*.whl  # its dependencies

@@ -57,7 +57,15 @@ def server(s3_endpoint):
     from hostproject.asgi import application
 
     port = _free_port()
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning")
+    # The engine's fast-path protocol, from the installed wheel (README, "Add to an
+    # existing Django project").
+    config = uvicorn.Config(
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http="mediacache.fastpath:MediaHttpProtocol",
+    )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
