@@ -170,3 +170,27 @@ def test_query_string_and_extension_are_served_by_the_shortcut(live, hot, taken)
     (answer,) = exchange(live.url, request(path_of(hot) + ".ogg?timestamp=1732500000000"))
     assert answer.startswith(b"HTTP/1.1 200")
     assert taken.count == 1
+
+
+class Wrapper:
+    """A middleware as uvicorn adds them (ProxyHeadersMiddleware keeps ``.app``)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+
+@pytest.mark.parametrize("l1_bytes", [0, 1024])
+def test_the_shortcut_finds_the_media_app_behind_middleware_and_not_with_l1_off(l1_bytes):
+    from mediacache.asgi import MediaRouter
+    from mediacache.engine import Engine
+    from mediacache.fastpath import _NO_SHORTCUT, media_app_of
+
+    router = MediaRouter(object(), Engine.from_django(L1_BYTES=l1_bytes, REDIS_URL=""))
+    assert media_app_of(Wrapper(router)) is None  # not started: ask again later
+    media = router._media()
+    found = media_app_of(Wrapper(Wrapper(router)))
+    if l1_bytes:
+        assert found == (b"/media/", media)
+    else:
+        assert found is _NO_SHORTCUT
+    assert media_app_of(Wrapper(object())) is _NO_SHORTCUT
