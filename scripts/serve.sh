@@ -25,4 +25,5 @@ exec "$UVICORN" config.asgi:application \
   --loop uvloop --http mediacache.fastpath:MediaHttpProtocol \
   --proxy-headers --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
   --timeout-graceful-shutdown "${GRACEFUL_TIMEOUT:-25}" \
+  --timeout-keep-alive "${KEEP_ALIVE_TIMEOUT:-75}" \
   --no-server-header --no-access-log
