@@ -213,6 +213,8 @@ MEDIACACHE = {
     "WARM_ON_UPLOAD": env_bool("MEDIA_WARM_ON_UPLOAD", False),
     "LOG_HITS": env_bool("MEDIA_LOG_HITS", True),
     "STATS_INTERVAL": env_float("MEDIA_STATS_INTERVAL", 5.0),
+    # gc.freeze() once a worker has started: start-up objects leave the collector.
+    "GC_FREEZE": env_bool("MEDIA_GC_FREEZE", True),
     # 404s one client may cause per window before it gets 429 (0: no limit).
     "NOT_FOUND_LIMIT": env_int("MEDIA_NOT_FOUND_LIMIT", 60),
     "NOT_FOUND_WINDOW": env_float("MEDIA_NOT_FOUND_WINDOW", 60.0),

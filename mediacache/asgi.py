@@ -7,6 +7,7 @@ request-body limit that answers 413 before an oversized upload is spooled.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -58,11 +59,20 @@ class MediaRouter:
         return await self.django_app(scope, receive, send)
 
     def _start(self) -> None:
-        """Background work of this process: the invalidation listener, the stats flusher."""
+        """Background work of this process: the invalidation listener, the stats flusher.
+
+        Then ``gc.freeze()`` (``MEDIA_GC_FREEZE``): the ~100,000 objects Django and
+        the app made at start-up live as long as the worker, yet every full
+        collection walked them (18-25 ms measured, 85-180 ms on a loaded machine),
+        a pause that lands on requests in flight and on Redis calls timed at 100 ms.
+        """
         self._media().service.start()
         self._flusher = asyncio.ensure_future(
             flush_forever(self.engine, self.engine.settings.STATS_INTERVAL)
         )
+        if self.engine.settings.GC_FREEZE:
+            gc.collect()
+            gc.freeze()
 
     async def _lifespan(self, receive, send) -> None:
         while True:

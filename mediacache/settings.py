@@ -33,6 +33,7 @@ class MediaSettings:
     METRICS_TOKEN: str = ""
     NOT_FOUND_LIMIT: int = 60
     NOT_FOUND_WINDOW: float = 60.0
+    GC_FREEZE: bool = True
 
     @classmethod
     def from_django(cls, **overrides: object) -> MediaSettings:

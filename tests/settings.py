@@ -16,6 +16,8 @@ os.environ.setdefault("MEDIACACHE_VAR_DIR", "/tmp/mediacache-tests")
 os.environ["DATABASE_CONN_MAX_AGE"] = "0"
 # Tests publish stats themselves (mediacache.flusher.flush_now) when they check counts.
 os.environ["MEDIA_STATS_INTERVAL"] = "3600"
+# The test process starts many servers: freezing would keep each test's garbage.
+os.environ["MEDIA_GC_FREEZE"] = "0"
 # Many tests ask for unknown links on purpose; the limiter has its own tests.
 os.environ["MEDIA_NOT_FOUND_LIMIT"] = "0"
 

@@ -203,3 +203,27 @@ def test_lru_refuses_a_fill_that_started_before_an_invalidation():
     assert lru.get("a") is None
     lru.put("a", build_cached(obj(), b"new"), since=time.monotonic())
     assert lru.get("a") is not None
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_started_worker_freezes_its_start_up_objects_out_of_the_collector(freeze):
+    import asyncio
+    import gc
+
+    from mediacache.asgi import MediaRouter
+    from mediacache.engine import Engine
+
+    router = MediaRouter(object(), Engine.from_django(GC_FREEZE=freeze, REDIS_URL=""))
+
+    async def start_and_stop() -> int:
+        router._start()
+        frozen = gc.get_freeze_count()
+        router._flusher.cancel()
+        await asyncio.gather(router._flusher, return_exceptions=True)
+        return frozen
+
+    try:
+        frozen = asyncio.run(start_and_stop())
+    finally:
+        gc.unfreeze()
+    assert (frozen > 10_000) is freeze
