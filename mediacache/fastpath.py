@@ -69,6 +69,20 @@ def media_app_of(app: Any) -> tuple[bytes, MediaApp] | Any:
     return _NO_SHORTCUT
 
 
+_server_lines_cache: tuple[object, bytes] = (None, b"")
+
+
+def _server_lines(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's ``date``/``server`` lines, serialised once per list: the server swaps
+    in a new list when the date changes (once a second)."""
+    global _server_lines_cache
+    cached_for, lines = _server_lines_cache
+    if cached_for is not default_headers:
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in default_headers)
+        _server_lines_cache = (default_headers, lines)
+    return lines
+
+
 class MediaHttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` plus the L1-hit shortcut; see the module docstring."""
 
@@ -129,16 +143,19 @@ class MediaHttpProtocol(HttpToolsProtocol):
         if found is None or not found[1].wire:
             return False
         media_hash, entry = found
-        head = [_STATUS_200]
-        for name, value in self.server_state.default_headers:
-            head.append(b"%s: %s\r\n" % (name, value))
-        head.append(entry.wire)
-        head.append(_HIT_TAIL % media.max_age_for(entry.obj))
+        head = b"".join(
+            (
+                _STATUS_200,
+                _server_lines(self.server_state.default_headers),
+                entry.wire,
+                _HIT_TAIL % media.max_age_for(entry.obj),
+            )
+        )
         if method == b"HEAD":
-            self.transport.write(b"".join(head))
+            self.transport.write(head)
             sent = 0
         else:
-            self.transport.writelines((b"".join(head), entry.body))
+            self.transport.writelines((head, entry.body))
             sent = len(entry.body)
         media.record_l1_hit(media_hash, entry, sent, time.perf_counter() - started)
         if self.access_log:  # uvicorn's own line, as its cycle would have logged it
