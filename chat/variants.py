@@ -29,6 +29,7 @@ from django.core.files.base import File
 
 from mediacache import transcode
 from mediacache.transcode import (
+    AUDIO_TYPE_OF_CONTAINER,
     IMAGE_TYPES_NEEDING_JPEG,
     MAYBE_AUDIO_CONTAINERS,
     VOICE_CONTENT_TYPE,
@@ -39,16 +40,6 @@ from mediacache.transcode import (
 from .uploads import SniffedType
 
 logger = logging.getLogger("chat")
-
-# What a container sniffed as video really is when it turned out to hold only audio.
-AUDIO_ONLY_TYPES = {
-    "video/webm": "audio/webm",
-    "video/mp4": "audio/mp4",
-    "video/quicktime": "audio/mp4",
-    "video/3gpp": "audio/3gpp",
-    "video/x-matroska": "audio/x-matroska",
-    "application/ogg": "audio/ogg",
-}
 
 
 class UndecodableMedia(Exception):
@@ -171,7 +162,7 @@ def prepare(
             prepared = _run(action, in_path, workdir, required=required and strict)
         if action.startswith("voice") and prepared.has_variant:
             base = kind.mime_type.split(";", 1)[0].lower()
-            prepared.original_mime_type = AUDIO_ONLY_TYPES.get(base)
+            prepared.original_mime_type = AUDIO_TYPE_OF_CONTAINER.get(base)
         yield prepared
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,7 +16,7 @@ from typing import Any
 from .conditional import UNSATISFIABLE, etag_matches, parse_range
 from .hashes import media_key_from_path
 from .headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
-from .objects import CachedMedia, MediaObject
+from .objects import CachedMedia
 from .ratelimit import NotFoundLimiter
 from .service import Lookup, MediaService, NotFound, Unavailable, seconds_left
 from .stats import ERROR as OUTCOME_ERROR
@@ -126,23 +126,28 @@ class MediaApp:
             _log_served(media_hash, found, status, sent, elapsed)
 
     def _cache_control(self, found: Lookup) -> tuple[bytes, bytes]:
-        return (b"cache-control", b"public, max-age=%d" % self.max_age_for(found.obj))
+        return (b"cache-control", b"public, max-age=%d" % self._max_age(seconds_left(found.obj)))
 
-    def max_age_for(self, obj: MediaObject) -> int:
-        return int(max(0, min(self.max_age, seconds_left(obj))))
+    def _max_age(self, left: float) -> int:
+        """Browsers and CDNs may keep it this long: never past the object's expiry."""
+        return int(max(0, min(self.max_age, left)))
 
     # -- the server's fast path (mediacache.fastpath) ------------------------------
 
-    def l1_entry(self, path: str) -> tuple[str, CachedMedia] | None:
-        """(key, entry) when a plain GET/HEAD of ``path`` is a fresh hit in this process's
-        L1, so it can be answered without the ASGI round trip; None: take the full path."""
+    def l1_entry(self, path: str) -> tuple[str, CachedMedia, int] | None:
+        """(key, entry, max-age) when a plain GET/HEAD of ``path`` is a fresh hit in this
+        process's L1, so it can be answered without the ASGI round trip; None: take the
+        full path. One clock read serves both the expiry check and the max-age."""
         media_hash = media_key_from_path(path)
         if media_hash is None:
             return None
         entry = self.service.l1.get(media_hash)
-        if not isinstance(entry, CachedMedia) or seconds_left(entry.obj) <= 0:
+        if not isinstance(entry, CachedMedia):
             return None
-        return media_hash, entry
+        left = seconds_left(entry.obj)
+        if left <= 0:
+            return None
+        return media_hash, entry, self._max_age(left)
 
     def record_l1_hit(self, media_hash: str, entry: CachedMedia, sent: int, elapsed: float) -> None:
         STATS.record(HIT_L1, elapsed, sent)

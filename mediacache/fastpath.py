@@ -142,13 +142,13 @@ class MediaHttpProtocol(HttpToolsProtocol):
         found = media.l1_entry(text)
         if found is None or not found[1].wire:
             return False
-        media_hash, entry = found
+        media_hash, entry, max_age = found
         head = b"".join(
             (
                 _STATUS_200,
                 _server_lines(self.server_state.default_headers),
                 entry.wire,
-                _HIT_TAIL % media.max_age_for(entry.obj),
+                _HIT_TAIL % max_age,
             )
         )
         if method == b"HEAD":

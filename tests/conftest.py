@@ -14,6 +14,7 @@ import redis
 from django.conf import settings as django_settings
 from django.test import override_settings
 
+from tests.evolution_double import EvolutionDouble
 from tests.servers import RunningServer, S3Server, serve_asgi
 
 # moto's request recorder writes to this file (default: ./moto_recording).
@@ -150,6 +151,20 @@ def api(live: RunningServer, api_key: str) -> Iterator[httpx.Client]:
         base_url=live.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
     ) as client:
         yield client
+
+
+@pytest.fixture
+def evolution(settings) -> Iterator[EvolutionDouble]:
+    """The Evolution API double (tests/evolution_double.py), configured as the gateway."""
+    with EvolutionDouble(api_key="evo-secret", instance="mc-test") as double:
+        settings.EVOLUTION = {
+            **settings.EVOLUTION,
+            "API_URL": double.url,
+            "API_KEY": "evo-secret",
+            "INSTANCE": "mc-test",
+            "MAX_RETRIES": 2,
+        }
+        yield double
 
 
 @pytest.fixture

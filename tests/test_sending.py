@@ -11,24 +11,10 @@ from botocore.config import Config
 
 from evolution import EvolutionDownloadError
 from tests.conftest import BUCKET, S3_KEY_ID, S3_SECRET, upload
-from tests.evolution_double import EvolutionDouble
 from tests.media import mp4, pdf, png
 from tests.s3_signature_gate import S3SignatureGate
 
 NUMBER = "5511999990000"
-
-
-@pytest.fixture
-def evolution(settings) -> EvolutionDouble:
-    with EvolutionDouble(api_key="evo-secret", instance="mc-test") as double:
-        settings.EVOLUTION = {
-            **settings.EVOLUTION,
-            "API_URL": double.url,
-            "API_KEY": "evo-secret",
-            "INSTANCE": "mc-test",
-            "MAX_RETRIES": 2,
-        }
-        yield double
 
 
 def send(api: httpx.Client, attachment_id: int, **extra) -> httpx.Response:

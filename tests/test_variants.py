@@ -15,25 +15,12 @@ from django.core.management import call_command
 
 from evolution import payloads
 from tests.conftest import BUCKET, upload
-from tests.evolution_double import EvolutionDouble
 from tests.media import png
 from tests.media_gen import AUDIO_FORMATS, audio, decoded, file_name, image, video_mp4
 
 OPUS = "audio/ogg; codecs=opus"
 NUMBER = "5511999990000"
 SECONDS = 3.0
-
-
-@pytest.fixture
-def evolution(settings) -> EvolutionDouble:
-    with EvolutionDouble(api_key="evo-secret", instance="mc-test") as double:
-        settings.EVOLUTION = {
-            **settings.EVOLUTION,
-            "API_URL": double.url,
-            "API_KEY": "evo-secret",
-            "INSTANCE": "mc-test",
-        }
-        yield double
 
 
 def media_settings(settings, **values) -> None:
