@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYTHON VENV
 
-.PHONY: run test test-host lint format install clean bench replay chaos
+.PHONY: run test test-unit test-host lint format install clean bench replay chaos
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	./scripts/bootstrap.sh
@@ -22,6 +22,12 @@ test: install
 	$(BIN)/python scripts/ensure_test_services.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	./scripts/test_host_project.sh -q
+
+## Only the tests that need no PostgreSQL, Redis or S3 endpoint (tests/unit/), pointed at
+## closed ports so that a test reaching for one fails instead of passing by luck.
+test-unit: install
+	TEST_DATABASE_URL=postgres://nobody@127.0.0.1:9/none TEST_REDIS_URL=redis://127.0.0.1:9/0 \
+	  $(BIN)/python -m pytest tests/unit --confcutdir=tests/unit -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Only the example host project (examples/hostproject) against the built wheel.
 test-host: install

@@ -393,7 +393,7 @@ class Stack:
 
 
 # "uvicorn" is production's (scripts/serve.sh): httptools with the L1-hit shortcut of
-# mediacache.fastpath; "uvicorn-asgi" is stock httptools, every request through ASGI.
+# mediacache.serving.fastpath; "uvicorn-asgi" is stock httptools, every request through ASGI.
 SERVERS = ("uvicorn", "uvicorn-asgi", "granian")
 FAST_PROTOCOL = "mediacache.fastpath:MediaHttpProtocol"
 

@@ -2,7 +2,7 @@
 
 1. **Time per second of audio.** A 30 s recording in each format a client sends
    (Chrome's WebM/Opus, Safari's MP4/AAC, MP3, WAV) goes through
-   ``mediacache.transcode.voice_variant`` -- the production call: a child process
+   ``mediacache.media.transcode.voice_variant`` -- the production call: a child process
    at the configured niceness -- three times; the median wall time and the child's
    CPU time (``RUSAGE_CHILDREN``) are divided by the audio's length.
 2. **Hits while converting.** ``wrk`` against the L1-hit link of a one-worker
@@ -50,7 +50,7 @@ def transcode_run(
     report.add("")
     report.add(
         f"VOICE NOTES  {SECONDS:.0f} s recordings -> Ogg Opus mono 48 kHz, "
-        f"mediacache.transcode child (nice {_nice()}), median of {REPEATS}"
+        f"mediacache.media.transcode child (nice {_nice()}), median of {REPEATS}"
     )
     header = (
         f"{'input':<28} {'wall ms':>8} {'CPU ms':>7} {'wall ms / s audio':>18} "
@@ -75,9 +75,9 @@ def transcode_run(
 
 
 def _nice() -> int:
-    from mediacache.transcode import media_setting
+    from mediacache.core.settings import media_settings
 
-    return int(media_setting("TRANSCODE_NICE"))
+    return media_settings().TRANSCODE_NICE
 
 
 def _encoder_costs(inputs: dict[str, bytes]) -> dict[str, tuple[float, float]]:
@@ -85,8 +85,8 @@ def _encoder_costs(inputs: dict[str, bytes]) -> dict[str, tuple[float, float]]:
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure()  # WhatsApp's defaults (mediacache.transcode.DEFAULTS)
-    from mediacache.transcode import voice_variant
+        settings.configure()  # WhatsApp's defaults (mediacache.core.settings.MediaSettings)
+    from mediacache.media.transcode import voice_variant
 
     costs: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="mediacache-bench-voice-") as work:

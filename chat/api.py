@@ -16,7 +16,7 @@ from ninja import File, Form, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 
-from mediacache.hashes import ORIGINAL_SUFFIX
+from mediacache.core.hashes import ORIGINAL_SUFFIX
 from mediacache.whatsapp import NotSendable
 
 from .auth import ApiKeyAuth

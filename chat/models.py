@@ -9,8 +9,8 @@ import secrets
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from mediacache.core.objects import MediaObject
 from mediacache.models import ShortLinkMixin
-from mediacache.objects import MediaObject
 from mediacache.registry import media_model
 
 _HASH_ATTEMPTS = 5

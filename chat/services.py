@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError
 
+from mediacache.core.hashes import original_key
+from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
-from mediacache.hashes import original_key
 
 from . import variants
 from .models import MessageAttachment
@@ -102,7 +102,7 @@ def _store(
         else "",
         attachment.short_url,
     )
-    if settings.MEDIACACHE["WARM_ON_UPLOAD"]:
+    if media_settings().WARM_ON_UPLOAD:
         warm(attachment, upload, prepared.path)
     return attachment
 

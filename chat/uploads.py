@@ -7,11 +7,11 @@ import uuid
 from dataclasses import dataclass
 
 import magic
-from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
 from django.utils import timezone
 
-from mediacache.filetypes import extension_for
+from mediacache.core.filetypes import extension_for
+from mediacache.core.settings import media_settings
 
 SNIFF_BYTES = 4096
 
@@ -33,7 +33,7 @@ class HashingLimitedUploadHandler(FileUploadHandler):
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
-        self._limit = settings.MEDIACACHE["MAX_UPLOAD_BYTES"]
+        self._limit = media_settings().MAX_UPLOAD_BYTES
         self._received = 0
         self._sha256 = hashlib.sha256()
 
@@ -69,5 +69,5 @@ def sniff(head: bytes) -> SniffedType:
 def new_object_key(extension: str) -> str:
     """``chat/YYYY/MM/DD/<uuid>.<ext>``: the lifecycle prefix, never the client's name."""
     now = timezone.now()
-    prefix = settings.MEDIACACHE["KEY_PREFIX"]
+    prefix = media_settings().KEY_PREFIX
     return f"{prefix}{now:%Y/%m/%d}/{uuid.uuid4().hex}{extension}"

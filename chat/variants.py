@@ -9,7 +9,7 @@
 * Video -> probed only (container and codecs kept in ``media_info``), so sending can
   say why it cannot go as video.
 
-The conversion runs in a child process with a time limit (``mediacache.transcode``).
+The conversion runs in a child process with a time limit (``mediacache.media.transcode``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import Any
 
 from django.core.files.base import File
 
-from mediacache import transcode
-from mediacache.transcode import (
+from mediacache.core.settings import media_settings
+from mediacache.media import transcode
+from mediacache.media.transcode import (
     AUDIO_TYPE_OF_CONTAINER,
     IMAGE_TYPES_NEEDING_JPEG,
     MAYBE_AUDIO_CONTAINERS,
     VOICE_CONTENT_TYPE,
     TranscodeError,
-    media_setting,
 )
 
 from .uploads import SniffedType
@@ -100,7 +100,7 @@ def wants(
     """(what to do, strict) for an upload of this type: ``voice``, ``voice-or-video``,
     ``image`` or ``probe``; strict: a failure refuses the upload. None: nothing."""
     base = kind.mime_type.split(";", 1)[0].lower()
-    voice_on = bool(media_setting("VOICE_VARIANTS"))
+    voice_on = media_settings().VOICE_VARIANTS
     if voice_note:
         return ("voice", True)
     if voice_note is None and voice_on and base.startswith("audio/") and base != "audio/midi":
@@ -108,7 +108,7 @@ def wants(
     if voice_note is None and voice_on and base in MAYBE_AUDIO_CONTAINERS:
         return ("voice-or-video", False)
     is_image = base.startswith("image/") and base != "image/svg+xml"
-    too_big = size > int(media_setting("IMAGE_MAX_BYTES"))
+    too_big = size > media_settings().IMAGE_MAX_BYTES
     if images and is_image and base in IMAGE_TYPES_NEEDING_JPEG:
         return ("image", True)
     if images and is_image and too_big:  # not decodable: kept as is (sendable as a document)

@@ -25,6 +25,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from evolution import EvolutionError
+from mediacache.core.settings import media_settings
 
 from .gateway import GatewayNotConfigured, evolution_client
 from .models import Message, MessageAttachment
@@ -172,7 +173,7 @@ def _existing(message_id: str) -> int | None:
 
 
 def _decode(encoded: str) -> bytes:
-    limit = settings.MEDIACACHE["MAX_UPLOAD_BYTES"]
+    limit = media_settings().MAX_UPLOAD_BYTES
     if len(encoded) * 3 // 4 > limit + 3:
         raise BadPayload(f"media over the limit of {limit} bytes")
     if encoded.startswith("data:") and "," in encoded:

@@ -11,7 +11,7 @@ def build_application(engine=None):
     """The whole service; tests build one per server with their own engine."""
     from django.core.asgi import get_asgi_application
 
-    from mediacache.asgi import with_media
+    from mediacache.serving.router import with_media
 
     return with_media(get_asgi_application(), engine)
 

@@ -220,7 +220,7 @@ MEDIACACHE = {
     "NOT_FOUND_WINDOW": env_float("MEDIA_NOT_FOUND_WINDOW", 60.0),
     # /metrics: this bearer token, or (unset) loopback clients only.
     "METRICS_TOKEN": env_str("METRICS_TOKEN"),
-    # WhatsApp-ready media (mediacache.transcode; defaults are WhatsApp's limits).
+    # WhatsApp-ready media (mediacache.media.transcode; defaults are WhatsApp's limits).
     "VOICE_VARIANTS": env_bool("MEDIA_VOICE_VARIANTS", True),
     "VOICE_SAMPLE_RATE": env_int("MEDIA_VOICE_SAMPLE_RATE", 48000),
     "VOICE_BITRATE": env_int("MEDIA_VOICE_BITRATE", 24000),
@@ -271,7 +271,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "mediacache.logformat.JsonFormatter"},
+        "json": {"()": "mediacache.observability.logformat.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},

@@ -8,13 +8,22 @@ class MediacacheConfig(AppConfig):
     verbose_name = "Media cache"
 
     def ready(self) -> None:
-        """System checks; a registered model without ShortLinkMixin gets its links on save."""
-        from . import checks  # noqa: F401 - registers them
+        """System checks; a registered model without ShortLinkMixin gets its links on save.
+
+        The gateway's checks (``mediacache.whatsapp.checks``) only for projects that
+        configure a gateway (``settings.EVOLUTION``).
+        """
+        from mediacache import checks  # noqa: F401 - registers them
+
+        if hasattr(settings, "EVOLUTION"):
+            from mediacache.whatsapp.checks import register
+
+            register()
 
         if not getattr(settings, "MEDIACACHE", {}).get("MODEL"):
             return
-        from .models import ShortLinkMixin, fill_short_link
-        from .registry import media_model
+        from mediacache.models import ShortLinkMixin, fill_short_link
+        from mediacache.registry import media_model
 
         registered = media_model()
         if issubclass(registered.model, ShortLinkMixin):

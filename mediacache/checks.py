@@ -1,52 +1,21 @@
-"""System checks: configuration that would make every send fail is refused up front.
-
-Tagged ``mediacache``: ``with_media()`` runs them when the server starts too.
-"""
+"""The engine's system checks (tag ``mediacache``; ``with_media()`` runs them at start-up)."""
 
 from __future__ import annotations
 
-from django.conf import settings
+from typing import Any
+
 from django.core import checks
 
-from evolution.urlcheck import rejection_reason
+from mediacache.core.settings import unknown_keys
 
 
 @checks.register("mediacache")
-def check_public_base_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    reason = rejection_reason(getattr(settings, "PUBLIC_BASE_URL", ""))
-    if reason is None:
-        return []
-    message = (
-        f"PUBLIC_BASE_URL={settings.PUBLIC_BASE_URL!r} would be rejected by Evolution API: "
-        f"{reason}."
-    )
-    hint = (
-        "Evolution validates media URLs like validator.js isURL: the host needs a top-level "
-        "domain or must be an IP address (not 'localhost' or a bare service name), with no "
-        "underscores. Set PUBLIC_BASE_URL to the address Evolution reaches this service at."
-    )
-    if _evolution().get("API_URL"):
-        return [checks.Error(message, hint=hint, id="mediacache.E001")]
-    return [checks.Warning(message, hint=hint, id="mediacache.W001")]
-
-
-@checks.register("mediacache")
-def check_evolution(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    evolution = _evolution()
-    if not evolution.get("API_URL"):
-        return []
-    missing = [name for name in ("API_KEY", "INSTANCE") if not evolution.get(name)]
-    errors = [
-        checks.Error(
-            f"EVOLUTION_{name} must be set when EVOLUTION_API_URL is", id="mediacache.E002"
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A key of ``MEDIACACHE`` that is no setting is a mistake, never silently ignored."""
+    errors: list[checks.CheckMessage] = []
+    for key, closest in unknown_keys():
+        hint = f"Did you mean {closest!r}?" if closest else "See the README's configuration table."
+        errors.append(
+            checks.Error(f"MEDIACACHE[{key!r}] is not a setting", hint=hint, id="mediacache.E004")
         )
-        for name in missing
-    ]
-    if evolution.get("API_VERSION", 2) not in (1, 2):
-        errors.append(checks.Error("EVOLUTION_API_VERSION must be 1 or 2", id="mediacache.E003"))
     return errors
-
-
-def _evolution() -> dict:
-    """The gateway settings, if this project sends through Evolution (``settings.EVOLUTION``)."""
-    return getattr(settings, "EVOLUTION", {})

@@ -14,14 +14,14 @@ from functools import cached_property
 from django.core.files.storage import default_storage
 from django.utils.module_loading import import_string
 
-from .headers import build_cached
-from .lru import BytesLRU
-from .objects import MediaObject
-from .redis_tier import RedisTier, RedisWriter
-from .service import MediaService, Resolver
-from .settings import MediaSettings
-from .store import ObjectStore, store_for
-from .timeseries import MemorySeries, RedisSeries
+from mediacache.core.headers import build_cached
+from mediacache.core.objects import MediaObject
+from mediacache.core.settings import MediaSettings
+from mediacache.observability.timeseries import MemorySeries, RedisSeries
+from mediacache.store import ObjectStore, store_for
+from mediacache.tiers.lookup import MediaService, Resolver
+from mediacache.tiers.lru import BytesLRU
+from mediacache.tiers.redis import RedisTier, RedisWriter
 
 logger = logging.getLogger("mediacache.engine")
 

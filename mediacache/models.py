@@ -12,8 +12,9 @@ from __future__ import annotations
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from .hashes import new_media_hash
-from .links import retention, short_url_for
+from mediacache.core.hashes import new_media_hash
+from mediacache.core.links import short_url_for
+from mediacache.core.settings import media_settings
 
 _HASH_ATTEMPTS = 5
 
@@ -24,7 +25,7 @@ def fill_short_link(
     """Give ``instance`` a hash (if it has none), its link and its expiry (if unset)."""
     if expires_field and getattr(instance, expires_field, None) is None:
         created = getattr(instance, created_field, None) if created_field else None
-        setattr(instance, expires_field, (created or timezone.now()) + retention())
+        setattr(instance, expires_field, (created or timezone.now()) + media_settings().retention)
     if not instance.media_hash:  # type: ignore[attr-defined]
         instance.media_hash = new_media_hash()  # type: ignore[attr-defined]
     instance.short_url = short_url_for(instance.media_hash)  # type: ignore[attr-defined]

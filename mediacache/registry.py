@@ -24,9 +24,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, models
 
-from .filetypes import extension_for
-from .hashes import original_key, split_media_key
-from .objects import MediaObject
+from mediacache.core.filetypes import extension_for
+from mediacache.core.hashes import original_key, split_media_key
+from mediacache.core.objects import MediaObject
 
 # Optional fields: dropped (None) when the model lacks them and FIELDS does not name them.
 VARIANT_FIELDS = ("variant", "variant_content_type", "variant_size", "variant_sha256")

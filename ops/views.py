@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError
@@ -34,11 +33,12 @@ from django.views.decorators.http import require_GET, require_POST
 from chat.models import MessageAttachment
 from chat.services import StoreWriteFailed, create_attachment
 from chat.uploads import UploadTooLarge
-from mediacache import codec
+from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES
+from mediacache.core.objects import CachedMedia
+from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
-from mediacache.objects import CachedMedia
-from mediacache.stats import LATENCY_BUCKETS, OUTCOMES
-from mediacache.timeseries import Window
+from mediacache.observability.timeseries import Window
+from mediacache.tiers import codec
 
 logger = logging.getLogger("ops")
 
@@ -303,7 +303,7 @@ def _page(
         "hour_choices": (1, 3, 6, 12, 24, 48),
         "minutes": hours * 60,
         "refresh_seconds": REFRESH_SECONDS,
-        "max_upload_bytes": settings.MEDIACACHE["MAX_UPLOAD_BYTES"],
+        "max_upload_bytes": media_settings().MAX_UPLOAD_BYTES,
         "asset_version": asset_version(),
     }
     return render(request, "ops/index.html", context, status=status)

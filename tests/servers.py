@@ -35,7 +35,7 @@ def serve_asgi(app, *, http: str = FAST_PROTOCOL) -> Iterator[RunningServer]:
     """Run ``app`` under uvicorn in a thread on a free loopback port.
 
     With production's protocol by default (``scripts/serve.sh``): plain L1 hits are
-    answered by ``mediacache.fastpath``, everything else through ASGI.
+    answered by ``mediacache.serving.fastpath``, everything else through ASGI.
     """
     port = free_port()
     config = uvicorn.Config(

@@ -14,7 +14,7 @@ os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:63
 os.environ.setdefault("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 os.environ.setdefault("MEDIACACHE_VAR_DIR", "/tmp/mediacache-tests")
 os.environ["DATABASE_CONN_MAX_AGE"] = "0"
-# Tests publish stats themselves (mediacache.flusher.flush_now) when they check counts.
+# Tests publish stats themselves (observability.flusher.flush_now) when they check counts.
 os.environ["MEDIA_STATS_INTERVAL"] = "3600"
 # The test process starts many servers: freezing would keep each test's garbage.
 os.environ["MEDIA_GC_FREEZE"] = "0"

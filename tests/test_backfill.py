@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from chat.models import MessageAttachment
-from mediacache.hashes import is_media_hash, new_media_hash
+from mediacache.core.hashes import is_media_hash, new_media_hash
 
 pytestmark = pytest.mark.django_db
 

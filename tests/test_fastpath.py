@@ -1,4 +1,4 @@
-"""The server's L1-hit shortcut (mediacache.fastpath) against the ASGI path it skips.
+"""The server's L1-hit shortcut (mediacache.serving.fastpath) against the ASGI path it skips.
 
 The whole suite runs under the shortcut's protocol (tests/servers.py); these tests
 show that it answers exactly what the ASGI path answers, byte for byte, and that
@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from mediacache.app import MediaApp
+from mediacache.serving.app import MediaApp
 from tests.conftest import upload
 
 
@@ -181,9 +181,9 @@ class Wrapper:
 
 @pytest.mark.parametrize("l1_bytes", [0, 1024])
 def test_the_shortcut_finds_the_media_app_behind_middleware_and_not_with_l1_off(l1_bytes):
-    from mediacache.asgi import MediaRouter
     from mediacache.engine import Engine
-    from mediacache.fastpath import _NO_SHORTCUT, media_app_of
+    from mediacache.serving.fastpath import _NO_SHORTCUT, media_app_of
+    from mediacache.serving.router import MediaRouter
 
     router = MediaRouter(object(), Engine.from_django(L1_BYTES=l1_bytes, REDIS_URL=""))
     assert media_app_of(Wrapper(router)) is None  # not started: ask again later

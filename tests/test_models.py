@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from chat.models import ApiKey, MessageAttachment
-from mediacache.hashes import is_media_hash
+from mediacache.core.hashes import is_media_hash
 
 pytestmark = pytest.mark.django_db
 

@@ -29,7 +29,7 @@ def requests_by_outcome(values, outcome: str) -> float:
 
 def flush() -> None:
     from mediacache.engine import get_engine
-    from mediacache.flusher import flush_now
+    from mediacache.observability.flusher import flush_now
 
     flush_now(get_engine())
 

@@ -68,8 +68,8 @@ def history(live, redis_client) -> None:
     Written through the same call the flusher uses (``series.add``); the current
     minute is left to the real traffic of the test.
     """
+    from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES, Snapshot
     from mediacache.engine import get_engine
-    from mediacache.stats import LATENCY_BUCKETS, OUTCOMES, Snapshot
 
     engine = get_engine()
     now = time.time()
@@ -101,7 +101,7 @@ def history(live, redis_client) -> None:
 
 def test_operator_uploads_a_voice_note_plays_it_and_sees_the_hits(live, operator, history, browser):
     from mediacache.engine import get_engine
-    from mediacache.flusher import flush_now
+    from mediacache.observability.flusher import flush_now
 
     page = browser.new_page(viewport={"width": 1360, "height": 900})
     errors: list[str] = []

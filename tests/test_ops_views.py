@@ -236,7 +236,7 @@ def test_stats_json_minutes_are_bounded(staff_client, asked, given):
 def test_stats_count_real_traffic(live, api, staff, voice_note):
     """A miss and a hit on the short link show up in stats.json and on the page."""
     from mediacache.engine import get_engine
-    from mediacache.flusher import flush_now
+    from mediacache.observability.flusher import flush_now
 
     client = Client()
     client.force_login(staff)

@@ -35,11 +35,11 @@ def wait_for_key(redis_client, key: str, timeout: float = 5.0) -> None:
 def age(attachment_id: int, **delta: float) -> None:
     """Move an attachment's upload (and so its expiry) into the past."""
     from chat.models import MessageAttachment
-    from mediacache.links import retention
+    from mediacache.core.settings import media_settings
 
     created = timezone.now() - timedelta(**delta)
     MessageAttachment.objects.filter(pk=attachment_id).update(
-        created_at=created, expires_at=created + retention()
+        created_at=created, expires_at=created + media_settings().retention
     )
 
 
@@ -130,8 +130,8 @@ def stored(key: str, body: bytes = b"x" * 10, **fields):
 @pytest.fixture
 def attachments(local_store, db, redis_client) -> dict:
     """Three expired (one with cached copies), two current, one purged already."""
+    from mediacache.core.headers import build_cached
     from mediacache.engine import get_engine
-    from mediacache.headers import build_cached
 
     past = timezone.now() - timedelta(days=31)
     rows = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mediacache.hashes import HASH_BYTES, new_media_hash
+from mediacache.core.hashes import HASH_BYTES, new_media_hash
 from tests.conftest import upload
 from tests.test_failures import serve_engine
 

@@ -118,7 +118,7 @@ def test_conversions_run_at_a_lower_cpu_priority(settings, tmp_path, steps):
     """Serving wins the cores: the child gives up MEDIA_TRANSCODE_NICE steps of priority."""
     import os
 
-    from mediacache import transcode
+    from mediacache.media import transcode
 
     media_settings(settings, TRANSCODE_NICE=steps)
     source = tmp_path / "a.wav"

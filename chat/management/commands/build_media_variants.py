@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from chat.models import MessageAttachment
 from chat.services import StoreWriteFailed, build_variant
-from mediacache.transcode import MAYBE_AUDIO_CONTAINERS
+from mediacache.media.transcode import MAYBE_AUDIO_CONTAINERS
 
 BAR_WIDTH = 30
 

@@ -24,9 +24,9 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from chat.models import MessageAttachment
+from mediacache.core.hashes import original_key
+from mediacache.core.settings import MediaSettings
 from mediacache.engine import get_engine
-from mediacache.hashes import original_key
-from mediacache.settings import MediaSettings
 from mediacache.store import ObjectMissing, ObjectStore, StoreUnavailable, store_for
 
 logger = logging.getLogger("chat")

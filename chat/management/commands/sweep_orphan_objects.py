@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from chat.management.commands.purge_expired_media import _prune_empty_dirs
 from chat.models import MessageAttachment
-from mediacache.settings import MediaSettings
+from mediacache.core.settings import MediaSettings
 
 logger = logging.getLogger("chat")
 

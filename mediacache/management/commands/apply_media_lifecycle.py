@@ -12,8 +12,8 @@ from typing import Any
 from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mediacache import lifecycle
-from mediacache.settings import MediaSettings
+from mediacache.core.settings import MediaSettings
+from mediacache.retention import lifecycle
 
 
 class Command(BaseCommand):

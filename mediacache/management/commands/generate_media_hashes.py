@@ -19,8 +19,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import CharField, F, Model, Q, QuerySet, Value
 from django.db.models.functions import Concat
 
-from mediacache.hashes import new_media_hash
-from mediacache.links import retention, short_url_for
+from mediacache.core.hashes import new_media_hash
+from mediacache.core.links import short_url_for
+from mediacache.core.settings import media_settings
 from mediacache.registry import FieldMap, media_model
 
 _HASH_ATTEMPTS = 5
@@ -269,5 +270,5 @@ def _fill_expiry(target: Target, pks: list[int]) -> int:
     if not (target.expires_at and target.created_at):
         return 0
     return target.rows.filter(pk__in=pks, **{f"{target.expires_at}__isnull": True}).update(
-        **{target.expires_at: F(target.created_at) + retention()}
+        **{target.expires_at: F(target.created_at) + media_settings().retention}
     )

@@ -10,10 +10,10 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from mediacache.core.counters import OUTCOMES
 from mediacache.engine import get_engine
+from mediacache.observability.timeseries import MemorySeries
 from mediacache.registry import media_model
-from mediacache.stats import OUTCOMES
-from mediacache.timeseries import MemorySeries
 
 _SCAN_LIMIT = 1_000_000
 

@@ -7,11 +7,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from . import metrics
-from .stats import STATS, Snapshot
+from mediacache.core.counters import STATS, Snapshot
+from mediacache.observability import metrics
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from mediacache.engine import Engine
 
 logger = logging.getLogger("mediacache.stats")
 

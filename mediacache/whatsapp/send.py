@@ -20,113 +20,19 @@ import logging
 from django.db import models
 
 from evolution import EvolutionClient, EvolutionError, SendResult
-
-from .engine import get_engine
-from .filetypes import extension_for
-from .hashes import ORIGINAL_SUFFIX
-from .headers import safe_filename
-from .objects import MediaObject
-from .registry import media_model
-from .stats import STATS
-from .transcode import VOICE_CONTENT_TYPE, media_setting
+from mediacache.core.counters import STATS
+from mediacache.core.hashes import ORIGINAL_SUFFIX
+from mediacache.core.objects import MediaObject
+from mediacache.engine import get_engine
+from mediacache.registry import media_model
+from mediacache.whatsapp.limits import (
+    check_sendable,
+    file_name_for,
+    is_voice_variant,
+    send_warnings,
+)
 
 logger = logging.getLogger("mediacache.whatsapp")
-
-
-def mediatype_for(content_type: str) -> str:
-    """Evolution's ``mediatype``: image, video, audio or document."""
-    base = content_type.split(";", 1)[0].lower()
-    if base.startswith("image/") and base != "image/svg+xml":
-        return "image"
-    if base.startswith("video/"):
-        return "video"
-    if base.startswith("audio/"):
-        return "audio"
-    return "document"
-
-
-def file_name_for(obj: MediaObject) -> str:
-    """The original name with the extension of the real type (``report`` -> ``report.pdf``)."""
-    extension = extension_for(obj.content_type)
-    name = safe_filename(obj.filename, obj.media_hash or "file")
-    stem, dot, current = name.rpartition(".")
-    if dot and f".{current.lower()}" == extension:
-        return name
-    return f"{stem if dot else name}{extension}"
-
-
-class NotSendable(ValueError):
-    """WhatsApp would refuse this object as its media type; ``reason`` says why and what to do."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
-def is_voice_variant(obj: MediaObject) -> bool:
-    return obj.content_type == VOICE_CONTENT_TYPE
-
-
-def check_sendable(
-    obj: MediaObject, *, media_info: dict | None = None, as_document: bool = False
-) -> str:
-    """The ``mediatype`` to send ``obj`` as, or NotSendable with the reason.
-
-    ``media_info``: what a probe saw (``format``, ``video``, ``audio`` codecs); without
-    it a video is only checked for size (Evolution and WhatsApp decide the rest).
-    """
-    mediatype = "document" if as_document else mediatype_for(obj.content_type)
-    size = obj.size
-    if mediatype == "document":
-        limit = int(media_setting("DOCUMENT_MAX_BYTES"))
-        if size > limit:
-            raise NotSendable(
-                f"the file is {_mb(size)}; WhatsApp takes documents up to {_mb(limit)}"
-            )
-    elif mediatype == "image":
-        limit = int(media_setting("IMAGE_MAX_BYTES"))
-        if size > limit:
-            raise NotSendable(
-                f"the image is {_mb(size)}, over WhatsApp's {_mb(limit)} for images; "
-                "send it with as_document: true"
-            )
-    elif mediatype == "video":
-        limit = int(media_setting("VIDEO_MAX_BYTES"))
-        problems = []
-        if size > limit:
-            problems.append(f"it is {_mb(size)}, over WhatsApp's {_mb(limit)} for video")
-        info = media_info or {}
-        base = obj.content_type.split(";", 1)[0].lower()
-        if info.get("video") or info.get("audio"):
-            if base not in ("video/mp4", "video/3gpp"):
-                problems.append(f"the container is {base}, not MP4")
-            if info.get("video") != "h264":
-                problems.append(f"the video codec is {info.get('video') or 'missing'}, not H.264")
-            if info.get("audio") not in (None, "aac"):
-                problems.append(f"the audio codec is {info.get('audio')}, not AAC")
-        if problems:
-            raise NotSendable(
-                "cannot be sent as video: "
-                + "; ".join(problems)
-                + ". Send it with as_document: true"
-            )
-    return mediatype
-
-
-def send_warnings(obj: MediaObject, mediatype: str) -> list[str]:
-    """What the recipient may notice, though the send goes ahead."""
-    warnings = []
-    limit = int(media_setting("VOICE_PLAY_BUTTON_BYTES"))
-    if mediatype == "audio" and obj.size > limit:
-        warnings.append(
-            f"the voice note is {obj.size} bytes, over {limit}: WhatsApp shows no play "
-            "button until the recipient downloads it"
-        )
-    return warnings
 
 
 def warm(obj: MediaObject) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from .objects import CachedMedia
+from mediacache.core.objects import CachedMedia
 
 # A remembered 404: cheaper to store than to ask the resolver or store again.
 GONE = object()

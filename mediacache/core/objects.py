@@ -32,5 +32,5 @@ class CachedMedia:
     entity: list[tuple[bytes, bytes]] = field(default_factory=list)
     # ... and of the full 200 answer: ``entity`` plus Content-Length.
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # ``headers`` as HTTP/1.1 header lines, for the server's fast path (mediacache.fastpath).
+    # ``headers`` as HTTP/1.1 header lines, for the server's fast path (serving.fastpath).
     wire: bytes = b""

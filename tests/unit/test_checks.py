@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evolution.urlcheck import rejection_reason
-from mediacache.checks import check_public_base_url
+from mediacache.whatsapp.checks import check_public_base_url
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
-from . import codec
-from .headers import build_cached
-from .lru import GONE, BytesLRU
-from .objects import CachedMedia, MediaObject
-from .redis_tier import RedisTier
-from .settings import MediaSettings
-from .stats import STATS
-from .store import ObjectMissing, ObjectStore, StoreUnavailable
+from mediacache.core.counters import STATS
+from mediacache.core.headers import build_cached
+from mediacache.core.objects import CachedMedia, MediaObject
+from mediacache.core.settings import MediaSettings
+from mediacache.store import ObjectMissing, ObjectStore, StoreUnavailable
+from mediacache.tiers import codec
+from mediacache.tiers.lru import GONE, BytesLRU
+from mediacache.tiers.redis import RedisTier
 
 logger = logging.getLogger("mediacache.service")
 

@@ -2,7 +2,7 @@
 
 Deliberately not a Django view: a hit is one dict lookup (or one Redis GET) and
 two ``send`` calls with headers built when the object entered the cache. Under
-``mediacache.fastpath`` a plain L1 hit does not even get here: the server's
+``mediacache.serving.fastpath`` a plain L1 hit does not even get here: the server's
 protocol answers it through :meth:`MediaApp.l1_entry`.
 Query strings are never read (Evolution appends ``?timestamp=…``).
 """
@@ -13,14 +13,14 @@ import logging
 import time
 from typing import Any
 
-from .conditional import UNSATISFIABLE, etag_matches, parse_range
-from .hashes import media_key_from_path
-from .headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
-from .objects import CachedMedia
-from .ratelimit import NotFoundLimiter
-from .service import Lookup, MediaService, NotFound, Unavailable, seconds_left
-from .stats import ERROR as OUTCOME_ERROR
-from .stats import EXPIRED, HIT_L1, HIT_REDIS, MISS, NOT_FOUND, STATS
+from mediacache.core.counters import ERROR as OUTCOME_ERROR
+from mediacache.core.counters import EXPIRED, HIT_L1, HIT_REDIS, MISS, NOT_FOUND, STATS
+from mediacache.core.hashes import media_key_from_path
+from mediacache.core.headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
+from mediacache.core.objects import CachedMedia
+from mediacache.serving.conditional import UNSATISFIABLE, etag_matches, parse_range
+from mediacache.serving.ratelimit import NotFoundLimiter
+from mediacache.tiers.lookup import Lookup, MediaService, NotFound, Unavailable, seconds_left
 
 logger = logging.getLogger("mediacache.serve")
 
@@ -132,7 +132,7 @@ class MediaApp:
         """Browsers and CDNs may keep it this long: never past the object's expiry."""
         return int(max(0, min(self.max_age, left)))
 
-    # -- the server's fast path (mediacache.fastpath) ------------------------------
+    # -- the server's fast path (mediacache.serving.fastpath) ------------------------------
 
     def l1_entry(self, path: str) -> tuple[str, CachedMedia, int] | None:
         """(key, entry, max-age) when a plain GET/HEAD of ``path`` is a fresh hit in this

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediacache import codec
-from mediacache.conditional import UNSATISFIABLE, etag_matches, parse_range
-from mediacache.hashes import hash_from_path, is_media_hash, new_media_hash
-from mediacache.headers import build_cached, content_disposition, safe_filename
-from mediacache.lru import GONE, BytesLRU
-from mediacache.objects import MediaObject
+from mediacache.core.hashes import hash_from_path, is_media_hash, new_media_hash
+from mediacache.core.headers import build_cached, content_disposition, safe_filename
+from mediacache.core.objects import MediaObject
+from mediacache.serving.conditional import UNSATISFIABLE, etag_matches, parse_range
+from mediacache.tiers import codec
+from mediacache.tiers.lru import GONE, BytesLRU
 
 
 def obj(**fields) -> MediaObject:
@@ -155,7 +155,7 @@ def test_lru_entries_age_out_and_remember_gone(monkeypatch):
     lru.put_gone("z", ttl=5)
     assert lru.get("z") is GONE
     now = time.monotonic()
-    monkeypatch.setattr("mediacache.lru.time.monotonic", lambda: now + 6)
+    monkeypatch.setattr("mediacache.tiers.lru.time.monotonic", lambda: now + 6)
     assert lru.get("a") is None
     assert lru.get("z") is None
     assert lru.used_bytes == 0
@@ -210,8 +210,8 @@ def test_a_started_worker_freezes_its_start_up_objects_out_of_the_collector(free
     import asyncio
     import gc
 
-    from mediacache.asgi import MediaRouter
     from mediacache.engine import Engine
+    from mediacache.serving.router import MediaRouter
 
     router = MediaRouter(object(), Engine.from_django(GC_FREEZE=freeze, REDIS_URL=""))
 

@@ -1,7 +1,7 @@
 """WhatsApp-ready variants: voice notes as Ogg Opus, images as JPEG, and a video probe.
 
 The work itself (PyAV for audio and video, Pillow for images) runs in a child
-process, ``python -m mediacache.transcode <command> …``, started per file with a
+process, ``python -m mediacache.media.transcode <command> …``, started per file with a
 time limit: a hostile or broken file can hang or crash the child, never the
 server, and the child's memory is returned when it exits. The parent only reads
 the one JSON line the child prints.
@@ -25,24 +25,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from mediacache.core.settings import media_settings
+
 VOICE_CONTENT_TYPE = "audio/ogg; codecs=opus"
 WAVEFORM_POINTS = 64
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
-# The knobs, with WhatsApp's limits as defaults; a host overrides them in
-# settings.MEDIACACHE under the same names (the service reads MEDIA_<NAME>).
-DEFAULTS: dict[str, Any] = {
-    "VOICE_VARIANTS": True,
-    "VOICE_SAMPLE_RATE": 48000,
-    "VOICE_BITRATE": 24000,
-    "VOICE_PLAY_BUTTON_BYTES": 512 * 1024,
-    "TRANSCODE_TIMEOUT": 60.0,
-    "TRANSCODE_NICE": 10,
-    "IMAGE_MAX_BYTES": 5 * 1024 * 1024,
-    "IMAGE_MAX_SIDE": 4096,
-    "VIDEO_MAX_BYTES": 16 * 1024 * 1024,
-    "DOCUMENT_MAX_BYTES": 100 * 1024 * 1024,
-}
 # Image types WhatsApp does not show inline: they always get a JPEG variant.
 IMAGE_TYPES_NEEDING_JPEG = frozenset(
     {"image/heic", "image/heif", "image/webp", "image/tiff", "image/bmp", "image/x-ms-bmp"}
@@ -60,13 +48,6 @@ AUDIO_TYPE_OF_CONTAINER = {
     "audio/x-matroska": "audio/x-matroska",
 }
 MAYBE_AUDIO_CONTAINERS = frozenset(AUDIO_TYPE_OF_CONTAINER)
-
-
-def media_setting(name: str) -> Any:
-    """``settings.MEDIACACHE[name]``, or WhatsApp's default."""
-    from django.conf import settings
-
-    return getattr(settings, "MEDIACACHE", {}).get(name, DEFAULTS[name])
 
 
 # The child lowers its own CPU priority (by this many steps) before it decodes
@@ -116,8 +97,8 @@ class Outcome:
 
 def run_child(args: list[str], timeout: float) -> Outcome:
     """Run one command in a child process; TranscodeError on failure, timeout or crash."""
-    command = [sys.executable, "-m", "mediacache.transcode", *args]
-    nice = str(int(media_setting("TRANSCODE_NICE")))
+    command = [sys.executable, "-m", "mediacache.media.transcode", *args]
+    nice = str(media_settings().TRANSCODE_NICE)
     try:
         done = subprocess.run(  # noqa: S603 - our own module, arguments are file paths
             command,
@@ -149,12 +130,12 @@ def voice_variant(
         "voice",
         in_path,
         out_path,
-        str(int(media_setting("VOICE_SAMPLE_RATE"))),
-        str(int(media_setting("VOICE_BITRATE"))),
+        str(media_settings().VOICE_SAMPLE_RATE),
+        str(media_settings().VOICE_BITRATE),
     ]
     if skip_if_video:
         args.append("--skip-if-video")
-    return run_child(args, timeout or float(media_setting("TRANSCODE_TIMEOUT")))
+    return run_child(args, timeout or media_settings().TRANSCODE_TIMEOUT)
 
 
 def jpeg_variant(in_path: str, out_path: str, *, timeout: float | None = None) -> Outcome:
@@ -162,14 +143,14 @@ def jpeg_variant(in_path: str, out_path: str, *, timeout: float | None = None) -
         "image",
         in_path,
         out_path,
-        str(int(media_setting("IMAGE_MAX_BYTES"))),
-        str(int(media_setting("IMAGE_MAX_SIDE"))),
+        str(media_settings().IMAGE_MAX_BYTES),
+        str(media_settings().IMAGE_MAX_SIDE),
     ]
-    return run_child(args, timeout or float(media_setting("TRANSCODE_TIMEOUT")))
+    return run_child(args, timeout or media_settings().TRANSCODE_TIMEOUT)
 
 
 def probe(in_path: str, *, timeout: float | None = None) -> Outcome:
-    return run_child(["probe", in_path], timeout or float(media_setting("TRANSCODE_TIMEOUT")))
+    return run_child(["probe", in_path], timeout or media_settings().TRANSCODE_TIMEOUT)
 
 
 # -- child side ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-from .objects import CachedMedia, MediaObject
+from mediacache.core.objects import CachedMedia, MediaObject
 
 # Types a browser renders as a document or runs: never served as themselves.
 _ACTIVE_TYPES = frozenset(

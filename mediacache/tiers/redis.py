@@ -20,10 +20,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import codec
-from .headers import build_cached
-from .objects import CachedMedia
-from .stats import STATS
+from mediacache.core.counters import STATS
+from mediacache.core.headers import build_cached
+from mediacache.core.objects import CachedMedia
+from mediacache.tiers import codec
 
 logger = logging.getLogger("mediacache.redis")
 

@@ -2,7 +2,7 @@
 
 Incrementing a prometheus-client metric takes a lock (and an mmap write in
 multiprocess mode); the serving path instead bumps list slots owned by the event
-loop thread, and a flusher (:mod:`mediacache.flusher`) turns the deltas into
+loop thread, and a flusher (:mod:`mediacache.observability.flusher`) turns the deltas into
 Prometheus metrics and per-minute buckets in Redis every few seconds.
 """
 

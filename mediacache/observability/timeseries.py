@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .stats import LATENCY_BUCKETS, OUTCOMES, Snapshot
+from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES, Snapshot
 
 KEY_PREFIX = "mediacache:stats:"
 KEEP_SECONDS = 2 * 24 * 3600

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import struct
 
-from .objects import MediaObject
+from mediacache.core.objects import MediaObject
 
 MAGIC = b"MC1"
 TOMBSTONE = b"MC0"

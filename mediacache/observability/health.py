@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import metrics
+from mediacache.observability import metrics
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from mediacache.engine import Engine
 
 CHECK_TIMEOUT = 3.0
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})

@@ -15,14 +15,14 @@ from django.core.files.storage import FileSystemStorage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mediacache.app import MediaApp
-from mediacache.conditional import UNSATISFIABLE, etag_matches, parse_range
-from mediacache.hashes import media_key_from_path
-from mediacache.lru import BytesLRU
-from mediacache.objects import MediaObject
-from mediacache.service import MediaService
-from mediacache.settings import MediaSettings
+from mediacache.core.hashes import media_key_from_path
+from mediacache.core.objects import MediaObject
+from mediacache.core.settings import MediaSettings
+from mediacache.serving.app import MediaApp
+from mediacache.serving.conditional import UNSATISFIABLE, etag_matches, parse_range
 from mediacache.store import FileSystemStore
+from mediacache.tiers.lookup import MediaService
+from mediacache.tiers.lru import BytesLRU
 
 BODY = bytes(range(256)) * 8
 HASH = "KnownHash0123456789abc"

@@ -1,4 +1,4 @@
-"""Prometheus metrics, fed from :mod:`mediacache.stats` snapshots by the flusher.
+"""Prometheus metrics, fed from :mod:`mediacache.core.counters` snapshots by the flusher.
 
 Set ``PROMETHEUS_MULTIPROC_DIR`` (the production server script does) when the
 server runs several worker processes: each writes its values there and
@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 
-from .stats import LATENCY_BUCKETS, OUTCOMES, Snapshot
+from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES, Snapshot
 
 REQUESTS = Counter(
     "mediacache_media_requests",

@@ -1,0 +1,100 @@
+"""Every key of ``settings.MEDIACACHE`` with its default, read in this one place.
+
+The engine, the WhatsApp wing, the commands and the host app read the same object,
+so a default is written once. A key this class does not know is a configuration
+mistake (``L1_BYTE`` for ``L1_BYTES``): :func:`unknown_keys` names it with the
+closest valid key, and the ``mediacache`` system check (``mediacache.checks``)
+turns that into an error at start-up.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    # -- the host app's attachment model (mediacache.registry) and its resolver
+    MODEL: str = ""
+    FIELDS: Mapping[str, str | None] = field(default_factory=dict)
+    RESOLVER: str = "mediacache.registry.resolve_media"
+    # -- links, retention and the object store
+    KEY_PREFIX: str = "chat/"
+    RETENTION_DAYS: int = 30
+    MAX_UPLOAD_BYTES: int = 64 * 1024 * 1024
+    STORE_RETRY_AFTER: int = 5
+    STORE_THREADS: int = 16
+    STREAM_CHUNK_BYTES: int = 256 * 1024
+    # -- cache tiers
+    REDIS_URL: str = ""
+    REDIS_TIMEOUT: float = 0.1
+    REDIS_RETRY_AFTER: float = 1.0
+    CACHE_TTL: int = 7 * 24 * 3600
+    CACHE_MAX_OBJECT_BYTES: int = 8 * 1024 * 1024
+    L1_BYTES: int = 64 * 1024 * 1024
+    L1_TTL: float = 60.0
+    NEGATIVE_TTL: int = 60
+    WARM_ON_UPLOAD: bool = False
+    SINGLE_FLIGHT_WAIT: float = 30.0
+    LOCK_TTL_MS: int = 15_000
+    LOCK_WAIT: float = 10.0
+    # -- serving and observability
+    LOG_HITS: bool = True
+    STATS_INTERVAL: float = 5.0
+    METRICS_TOKEN: str = ""
+    NOT_FOUND_LIMIT: int = 60
+    NOT_FOUND_WINDOW: float = 60.0
+    GC_FREEZE: bool = True
+    # -- WhatsApp-ready media (mediacache.media, mediacache.whatsapp): WhatsApp's limits
+    VOICE_VARIANTS: bool = True
+    VOICE_SAMPLE_RATE: int = 48000
+    VOICE_BITRATE: int = 24000
+    VOICE_PLAY_BUTTON_BYTES: int = 512 * 1024
+    TRANSCODE_TIMEOUT: float = 60.0
+    TRANSCODE_NICE: int = 10
+    IMAGE_MAX_BYTES: int = 5 * 1024 * 1024
+    IMAGE_MAX_SIDE: int = 4096
+    VIDEO_MAX_BYTES: int = 16 * 1024 * 1024
+    DOCUMENT_MAX_BYTES: int = 100 * 1024 * 1024
+
+    @property
+    def retention(self) -> timedelta:
+        """How long an attachment is kept in the store (and its link lives)."""
+        return timedelta(days=self.RETENTION_DAYS)
+
+    @classmethod
+    def from_django(cls, **overrides: Any) -> MediaSettings:
+        """``settings.MEDIACACHE`` over the defaults; unknown keys are left to the check."""
+        known = KNOWN_KEYS
+        values = {k: v for k, v in _configured().items() if k in known}
+        values.update(overrides)
+        return cls(**values)
+
+
+KNOWN_KEYS = frozenset(f.name for f in fields(MediaSettings))
+
+
+def media_settings() -> MediaSettings:
+    """The settings as they are now (read each call: tests and hosts change them)."""
+    return MediaSettings.from_django()
+
+
+def _configured() -> Mapping[str, Any]:
+    return getattr(settings, "MEDIACACHE", None) or {}
+
+
+def unknown_keys(config: Mapping[str, Any] | None = None) -> list[tuple[str, str | None]]:
+    """Each key of ``config`` (default ``settings.MEDIACACHE``) that is not a setting,
+    with the closest valid key, or None when nothing is close."""
+    config = _configured() if config is None else config
+    found = []
+    for key in sorted(str(k) for k in config if k not in KNOWN_KEYS):
+        close = difflib.get_close_matches(key.upper(), KNOWN_KEYS, n=1, cutoff=0.6)
+        found.append((key, close[0] if close else None))
+    return found

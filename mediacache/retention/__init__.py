@@ -1,0 +1,1 @@
+"""How long objects live: the bucket lifecycle rule that expires them."""

@@ -1,0 +1,54 @@
+"""A request-body limit that answers 413 before an oversized upload is spooled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TOO_LARGE = b'{"error": "upload too large"}'
+
+
+class BodySizeLimit:
+    """413 for request bodies over ``limit`` bytes, checked while they stream in.
+
+    Django's ASGI handler reads the whole body before the view runs; without this
+    an oversized upload would be spooled to disk in full before being refused.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.limit:
+                    return await _too_large(send)
+                break
+        received = 0
+        exceeded = False
+
+        async def limited_receive():
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}  # makes Django stop reading
+            return message
+
+        await self.app(scope, limited_receive, send)
+        if exceeded:
+            await _too_large(send)
+
+
+async def _too_large(send) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_TOO_LARGE)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": _TOO_LARGE})
