@@ -1,6 +1,15 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from django.apps import AppConfig
 from django.conf import settings
 from django.db.models.signals import pre_save
+
+if TYPE_CHECKING:
+    from django.db import models
+
+    from mediacache.core.links import ShortLinked
 
 
 class MediacacheConfig(AppConfig):
@@ -29,7 +38,11 @@ class MediacacheConfig(AppConfig):
         if issubclass(registered.model, ShortLinkMixin):
             return
 
-        def give_short_link(sender, instance, raw: bool = False, **kwargs) -> None:
+        # ``instance`` is a row of the registered model, which media_model() checked has
+        # both fields.
+        def give_short_link(
+            sender: type[models.Model], instance: ShortLinked, raw: bool = False, **kwargs: Any
+        ) -> None:
             if not raw:  # fixtures load rows as they are
                 fill_short_link(
                     instance, registered.fields.expires_at, registered.fields.created_at

@@ -9,26 +9,28 @@ has the fields (and cannot change base classes) gets the same behaviour from a
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from mediacache.core.hashes import new_media_hash
-from mediacache.core.links import short_url_for
+from mediacache.core.links import ShortLinked, short_url_for
 from mediacache.core.settings import media_settings
 
 _HASH_ATTEMPTS = 5
 
 
 def fill_short_link(
-    instance: models.Model, expires_field: str | None = None, created_field: str | None = None
+    instance: ShortLinked, expires_field: str | None = None, created_field: str | None = None
 ) -> None:
     """Give ``instance`` a hash (if it has none), its link and its expiry (if unset)."""
     if expires_field and getattr(instance, expires_field, None) is None:
         created = getattr(instance, created_field, None) if created_field else None
         setattr(instance, expires_field, (created or timezone.now()) + media_settings().retention)
-    if not instance.media_hash:  # type: ignore[attr-defined]
-        instance.media_hash = new_media_hash()  # type: ignore[attr-defined]
-    instance.short_url = short_url_for(instance.media_hash)  # type: ignore[attr-defined]
+    if not instance.media_hash:
+        instance.media_hash = new_media_hash()
+    instance.short_url = short_url_for(instance.media_hash)
 
 
 class ShortLinkMixin(models.Model):
@@ -43,7 +45,7 @@ class ShortLinkMixin(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Save with a short link; a new hash is drawn on the (rare) collision."""
         had_hash = bool(self.media_hash)
         for attempt in range(_HASH_ATTEMPTS):

@@ -16,8 +16,10 @@ without them (and without a mapping naming them) simply has no variants.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -54,11 +56,17 @@ class MediaModel:
     model: type[models.Model]
     fields: FieldMap
 
-    def queryset(self) -> models.QuerySet:
+    def queryset(self) -> models.QuerySet[models.Model]:
         return self.model._default_manager.all()
 
-    def _value(self, instance: models.Model, name: str | None):
+    def _value(self, instance: models.Model, name: str | None) -> Any:
+        """The row's value of field ``name`` (None for a field it does not have)."""
         return getattr(instance, name) if name else None
+
+    def short_url(self, instance: models.Model) -> str:
+        """The row's short link, "" when it has none yet."""
+        url: str = self._value(instance, "short_url") or ""
+        return url
 
     def variant_key(self, instance: models.Model) -> str:
         """The variant's object key, or "" when the row has none."""
@@ -90,7 +98,7 @@ class MediaModel:
         original_name = self._value(instance, f.filename) or key.rsplit("/", 1)[-1]
         stem = original_name.rsplit(".", 1)[0] if "." in original_name else original_name
         return MediaObject(
-            media_hash=instance.media_hash or "",  # type: ignore[attr-defined]
+            media_hash=self._value(instance, "media_hash") or "",
             key=key,
             content_type=content_type,
             size=int(size),
@@ -112,7 +120,7 @@ class MediaModel:
         expires_at = self._value(instance, f.expires_at)
         filename = self._value(instance, f.filename) or key.rsplit("/", 1)[-1]
         return MediaObject(
-            media_hash=instance.media_hash or "",  # type: ignore[attr-defined]
+            media_hash=self._value(instance, "media_hash") or "",
             key=key,
             content_type=content_type,
             size=int(size),
@@ -128,7 +136,7 @@ class MediaModel:
 
 @lru_cache(maxsize=1)
 def media_model() -> MediaModel:
-    config = settings.MEDIACACHE
+    config: Mapping[str, Any] = settings.MEDIACACHE
     label = config.get("MODEL")
     if not label:
         raise ImproperlyConfigured('MEDIACACHE["MODEL"] must name the attachment model')

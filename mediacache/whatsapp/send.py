@@ -60,7 +60,7 @@ def send_via_evolution(
     the play-button size) are logged and appended to ``warnings``.
     """
     registered = media_model()
-    url = instance.short_url  # type: ignore[attr-defined]
+    url = registered.short_url(instance)
     if not url:
         raise ValueError("this attachment has no short link yet (run generate_media_hashes)")
     obj = registered.media_object(instance)
