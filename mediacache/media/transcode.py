@@ -23,9 +23,15 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mediacache.core.settings import media_settings
+
+if TYPE_CHECKING:  # only the child imports them (see above)
+    from collections.abc import Iterable
+
+    from av.audio.frame import AudioFrame
+    from av.container import InputContainer
 
 VOICE_CONTENT_TYPE = "audio/ogg; codecs=opus"
 WAVEFORM_POINTS = 64
@@ -156,7 +162,7 @@ def probe(in_path: str, *, timeout: float | None = None) -> Outcome:
 # -- child side ----------------------------------------------------------------------
 
 
-def _describe(container) -> dict[str, Any]:
+def _describe(container: InputContainer) -> dict[str, Any]:
     video = container.streams.video[0] if container.streams.video else None
     audio = container.streams.audio[0] if container.streams.audio else None
     duration = container.duration / 1_000_000 if container.duration else None
@@ -184,7 +190,7 @@ class _Meter:
         self.peaks: list[int] = []
         self._pending = array("h")
 
-    def add(self, frame) -> None:
+    def add(self, frame: AudioFrame) -> None:
         data = self._array("h", bytes(frame.planes[0]))[: frame.samples]
         self.samples += frame.samples
         self._pending.extend(data)
@@ -211,7 +217,9 @@ class _Meter:
         return [round(100 * p / top) if top else 0 for p in points]
 
 
-def _voice(in_path: str, out_path: str, rate: int, bitrate: int, skip_if_video: bool) -> dict:
+def _voice(
+    in_path: str, out_path: str, rate: int, bitrate: int, skip_if_video: bool
+) -> dict[str, Any]:
     from fractions import Fraction
 
     import av
@@ -246,7 +254,7 @@ def _voice(in_path: str, out_path: str, rate: int, bitrate: int, skip_if_video: 
                 out_stream.codec_context.options = {"application": "voip"}
                 time_base = Fraction(1, rate)
 
-            def consume(frames) -> None:
+            def consume(frames: Iterable[AudioFrame]) -> None:
                 for resampled in frames:
                     resampled.pts = meter.samples
                     resampled.time_base = time_base if output is not None else resampled.time_base
@@ -277,7 +285,7 @@ def _voice(in_path: str, out_path: str, rate: int, bitrate: int, skip_if_video: 
     }
 
 
-def _image(in_path: str, out_path: str, max_bytes: int, max_side: int) -> dict:
+def _image(in_path: str, out_path: str, max_bytes: int, max_side: int) -> dict[str, Any]:
     import io
     import warnings
 
@@ -329,7 +337,7 @@ def _image(in_path: str, out_path: str, max_bytes: int, max_side: int) -> dict:
     }
 
 
-def _probe(in_path: str) -> dict:
+def _probe(in_path: str) -> dict[str, Any]:
     import av
 
     try:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mediacache.core.asgi_types import Receive, Scope, Send
 from mediacache.observability import metrics
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ CHECK_TIMEOUT = 3.0
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-async def _json(send, status: int, payload: dict[str, Any]) -> None:
+async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -29,7 +30,7 @@ async def _json(send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def healthz(scope, receive, send) -> None:
+async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
     """The process answers: no I/O, for liveness probes."""
     await _json(send, 200, {"status": "ok"})
 
@@ -74,12 +75,12 @@ async def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
     return not down, {"status": "down" if down else "ok", "down": down, "checks": results}
 
 
-async def readyz(engine: Engine, send) -> None:
+async def readyz(engine: Engine, send: Send) -> None:
     ready, payload = await readiness(engine)
     await _json(send, 200 if ready else 503, payload)
 
 
-def metrics_allowed(scope: dict[str, Any], token: str) -> bool:
+def metrics_allowed(scope: Scope, token: str) -> bool:
     """With METRICS_TOKEN set: that bearer token. Without: loopback clients only."""
     if token:
         for name, value in scope["headers"]:
@@ -87,10 +88,12 @@ def metrics_allowed(scope: dict[str, Any], token: str) -> bool:
                 return hmac.compare_digest(value, f"Bearer {token}".encode())
         return False
     client = scope.get("client")
-    return bool(client) and client[0] in _LOOPBACK
+    if not client:
+        return False
+    return client[0] in _LOOPBACK
 
 
-async def metrics_endpoint(scope, send, token: str) -> None:
+async def metrics_endpoint(scope: Scope, send: Send, token: str) -> None:
     if not metrics_allowed(scope, token):
         return await _json(send, 403, {"error": "metrics need METRICS_TOKEN or a loopback client"})
     body, content_type = metrics.exposition()

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES, Snapshot
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 KEY_PREFIX = "mediacache:stats:"
 KEEP_SECONDS = 2 * 24 * 3600
@@ -112,14 +117,14 @@ def quantile(counts: list[float], q: float) -> float | None:
     return float("inf")
 
 
-def _decode(raw: dict) -> dict[str, float]:
+def _decode(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
     return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
 
 
 class RedisSeries:
     """The shared buckets, through a blocking redis-py client."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: Redis) -> None:
         self.client = client
 
     def add(self, snapshot: Snapshot, now: float, redis_used_memory: int | None) -> None:

@@ -68,17 +68,21 @@ def canonical(rule: Mapping[str, Any]) -> Rule:
         conjunction = filter_.get("And")
         if isinstance(conjunction, Mapping) and set(conjunction) <= {"Prefix"}:
             data["Filter"] = {"Prefix": conjunction.get("Prefix", "")}
-    return _drop_empty(data)
+    return _drop_empty_items(data)
 
 
 def _drop_empty(value: Any) -> Any:
     """Recursively drop None, False, "", {} and [] (they mean "not set" to S3)."""
     if isinstance(value, Mapping):
-        kept = {k: _drop_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in (None, False, "", {}, [])}
+        return _drop_empty_items(value)
     if isinstance(value, list):
         return [_drop_empty(v) for v in value]
     return value
+
+
+def _drop_empty_items(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {k: _drop_empty(v) for k, v in mapping.items()}
+    return {k: v for k, v in kept.items() if v not in (None, False, "", {}, [])}
 
 
 def same_rule(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -88,7 +92,8 @@ def same_rule(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 def rule_prefix(rule: Mapping[str, Any]) -> str:
     """The key prefix a rule covers ("" for the whole bucket)."""
     filter_ = canonical(rule).get("Filter", {})
-    return filter_.get("Prefix") or filter_.get("And", {}).get("Prefix", "")
+    prefix: str = filter_.get("Prefix") or filter_.get("And", {}).get("Prefix", "")
+    return prefix
 
 
 def find_rule(rules: Sequence[Mapping[str, Any]], rule_id: str) -> Rule | None:

@@ -7,13 +7,16 @@ tagged ``mediacache``, so ``with_media()`` runs them when the server starts too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
 from django.core import checks
 
 from evolution.urlcheck import rejection_reason
 
 
-def check_public_base_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_public_base_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     reason = rejection_reason(getattr(settings, "PUBLIC_BASE_URL", ""))
     if reason is None:
         return []
@@ -31,12 +34,12 @@ def check_public_base_url(app_configs=None, **kwargs) -> list[checks.CheckMessag
     return [checks.Warning(message, hint=hint, id="mediacache.W001")]
 
 
-def check_evolution(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_evolution(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     evolution = _evolution()
     if not evolution.get("API_URL"):
         return []
     missing = [name for name in ("API_KEY", "INSTANCE") if not evolution.get(name)]
-    errors = [
+    errors: list[checks.CheckMessage] = [
         checks.Error(
             f"EVOLUTION_{name} must be set when EVOLUTION_API_URL is", id="mediacache.E002"
         )
@@ -47,7 +50,7 @@ def check_evolution(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     return errors
 
 
-def _evolution() -> dict:
+def _evolution() -> Mapping[str, Any]:
     """The gateway settings, if this project sends through Evolution (``settings.EVOLUTION``)."""
     return getattr(settings, "EVOLUTION", {})
 

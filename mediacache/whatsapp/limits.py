@@ -7,6 +7,9 @@ overridable in ``settings.MEDIACACHE``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from mediacache.core.filetypes import extension_for
 from mediacache.core.headers import safe_filename
 from mediacache.core.objects import MediaObject
@@ -53,7 +56,7 @@ def is_voice_variant(obj: MediaObject) -> bool:
 
 
 def check_sendable(
-    obj: MediaObject, *, media_info: dict | None = None, as_document: bool = False
+    obj: MediaObject, *, media_info: Mapping[str, Any] | None = None, as_document: bool = False
 ) -> str:
     """The ``mediatype`` to send ``obj`` as, or NotSendable with the reason.
 

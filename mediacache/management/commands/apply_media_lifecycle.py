@@ -41,7 +41,9 @@ class Command(BaseCommand):
             help="ID of our rule (default: derived from the prefix, e.g. mediacache-expire-chat).",
         )
 
-    def handle(self, *args: Any, check: bool, dry_run: bool, rule_id: str | None, **options):
+    def handle(
+        self, *args: Any, check: bool, dry_run: bool, rule_id: str | None, **options: Any
+    ) -> None:
         client, bucket = self._bucket()
         desired = self._desired_rule(rule_id)
         rules, config = self._read(client, bucket)

@@ -66,7 +66,7 @@ class Target:
     created_at: str | None
 
     @property
-    def rows(self) -> QuerySet:
+    def rows(self) -> QuerySet[Model]:
         return self.model._default_manager.all()
 
 
@@ -90,17 +90,17 @@ def target_for(label: str | None) -> Target:
     )
 
 
-def rows_without_hash(target: Target) -> QuerySet:
+def rows_without_hash(target: Target) -> QuerySet[Model]:
     return target.rows.filter(media_hash__isnull=True)
 
 
-def rows_with_stale_url(target: Target) -> QuerySet:
+def rows_with_stale_url(target: Target) -> QuerySet[Model]:
     """Rows whose short_url is not ``PUBLIC_BASE_URL/media/<hash>`` (computed in the database)."""
-    return (
-        target.rows.filter(media_hash__isnull=False)
-        .alias(expected_url=expected_url())
-        .filter(Q(short_url__isnull=True) | ~Q(short_url=F("expected_url")))
+    # django-stubs types alias() on a model it does not know statically as Any.
+    aliased: QuerySet[Model] = target.rows.filter(media_hash__isnull=False).alias(
+        expected_url=expected_url()
     )
+    return aliased.filter(Q(short_url__isnull=True) | ~Q(short_url=F("expected_url")))
 
 
 def expected_url() -> Concat:
@@ -237,7 +237,7 @@ def _hash_batch(target: Target, pks: list[int]) -> BatchResult:
             return BatchResult(updated, len(pks), _fill_expiry(target, pks))
 
 
-def _next_pks(queryset: QuerySet, last_pk: int, size: int) -> list[int]:
+def _next_pks(queryset: QuerySet[Model], last_pk: int, size: int) -> list[int]:
     return list(queryset.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size])
 
 
@@ -249,13 +249,13 @@ def _with_new_hash(target: Target, pk: int) -> Model:
 def _hash_one(target: Target, pk: int) -> int:
     """Hash one row, drawing again on a collision; 0 if it got a hash elsewhere."""
     for _ in range(_HASH_ATTEMPTS):
-        row = _with_new_hash(target, pk)
+        media_hash = new_media_hash()
         try:
             with transaction.atomic():
                 return (
                     rows_without_hash(target)
                     .filter(pk=pk)
-                    .update(media_hash=row.media_hash, short_url=row.short_url)
+                    .update(media_hash=media_hash, short_url=short_url_for(media_hash))
                 )
         except IntegrityError:
             continue

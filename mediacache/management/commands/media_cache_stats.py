@@ -7,11 +7,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from mediacache.core.counters import OUTCOMES
-from mediacache.engine import get_engine
+from mediacache.engine import Engine, get_engine
 from mediacache.observability.timeseries import MemorySeries
 from mediacache.registry import media_model
 
@@ -24,12 +24,14 @@ class Command(BaseCommand):
         "objects expiring in the next 24 h, over the last --minutes (all processes, via Redis)."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--minutes", type=int, default=60, help="window (default 60)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every N s")
 
-    def handle(self, *args, minutes: int, json: bool, watch: float | None, **options) -> None:
+    def handle(
+        self, *args: Any, minutes: int, json: bool, watch: float | None, **options: Any
+    ) -> None:
         while True:
             report = collect(minutes)
             if json:
@@ -76,7 +78,7 @@ def _expiring_within(delta: timedelta) -> int | None:
     return registered.queryset().filter(**window).count()
 
 
-def _redis_report(engine) -> dict[str, Any] | None:
+def _redis_report(engine: Engine) -> dict[str, Any] | None:
     if engine.writer is None:
         return None
     client = engine.writer.client
