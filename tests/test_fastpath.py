@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -83,6 +84,11 @@ def without_date(response: bytes) -> bytes:
     return b"\r\n".join(line for line in response.split(b"\r\n") if not line.startswith(b"date:"))
 
 
+def date_of(response: bytes) -> bytes:
+    (date,) = [line for line in response.split(b"\r\n") if line.startswith(b"date: ")]
+    return date.removeprefix(b"date: ")
+
+
 def path_of(created: dict) -> str:
     return "/media/" + created["media_hash"]
 
@@ -97,6 +103,27 @@ def test_a_hit_is_byte_identical_to_the_asgi_answer(live, hot, taken):
     assert fast.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nx-cache: HIT\r\n" in fast
     assert without_date(fast) == without_date(full)
+
+
+def test_a_hit_carries_the_servers_current_date(live, hot, taken):
+    """The shortcut serialises uvicorn's date line once per date; the byte-identity test
+    above strips it, so a stale one is caught here."""
+    path = path_of(hot)
+    full = request(path, 'If-None-Match: "other"')
+    dates = []
+    for attempt in range(2):
+        if attempt:
+            time.sleep(1.5)  # uvicorn renews its date every second
+        (before,) = exchange(live.url, full)
+        (fast,) = exchange(live.url, request(path))
+        (after,) = exchange(live.url, full)
+        assert taken.count == attempt + 1
+        # The ASGI path's date just before or just after: the server's current one.
+        assert date_of(fast) in {date_of(before), date_of(after)}
+        sent = parsedate_to_datetime(date_of(fast).decode()).timestamp()
+        assert abs(time.time() - sent) < 3
+        dates.append(date_of(fast))
+    assert dates[0] != dates[1]
 
 
 def test_head_has_the_headers_and_no_body_and_the_connection_goes_on(live, hot, taken):

@@ -14,19 +14,140 @@ body in one ``writelines`` (one ``writev`` under uvloop), from the parser's
 one still running, a paused transport -- goes through uvicorn's normal path
 unchanged. With access logging on, the shortcut writes uvicorn's line itself.
 
-Use it with ``python -m mediacache.serve`` (``--http mediacache``); plain
-``uvicorn --http httptools`` serves the same answers without the shortcut.
+Production names it as uvicorn's protocol class (``scripts/serve.sh``)::
+
+    uvicorn config.asgi:application --loop uvloop --http mediacache.fastpath:MediaHttpProtocol
+
+plain ``--http httptools`` serves the same answers without the shortcut.
+
+The shortcut leans on uvicorn internals, all listed in ``UVICORN_NAMES``.
+``tests/unit/test_contracts.py`` checks them against the installed uvicorn; and
+at a process's first request, if uvicorn's version is not in
+``SUPPORTED_UVICORN`` or a listed name is missing, the shortcut switches itself
+off with one warning and this class behaves as the stock protocol.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.protocols.utils import get_client_addr
+import uvicorn
+from uvicorn.protocols import utils as uvicorn_utils
+from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mediacache.serving.app import MediaApp
+
+logger = logging.getLogger(__name__)
+
+# uvicorn minor versions whose internals were checked against UVICORN_NAMES.
+SUPPORTED_UVICORN = ("0.54",)
+UVICORN_VERSION: str = uvicorn.__version__
+
+# Every uvicorn name the shortcut uses beyond the documented ``--http`` class hook, as
+# ``root.attribute[.attribute]``. Roots: the modules ``httptools_impl`` and ``utils``,
+# the class ``HttpToolsProtocol``, ``protocol`` (a connection once a request's headers
+# are parsed) and ``cycle`` (its current ``RequestResponseCycle``).
+UVICORN_NAMES = (
+    "httptools_impl.STATUS_LINE",
+    "httptools_impl.RequestResponseCycle",
+    "utils.get_client_addr",
+    # parser callbacks overridden here, and the hook that ends a response
+    "HttpToolsProtocol.on_message_begin",
+    "HttpToolsProtocol.on_url",
+    "HttpToolsProtocol.on_header",
+    "HttpToolsProtocol.on_headers_complete",
+    "HttpToolsProtocol.on_body",
+    "HttpToolsProtocol.on_message_complete",
+    "HttpToolsProtocol.on_response_complete",
+    # per-connection and per-request state
+    "protocol.app",
+    "protocol.parser.get_method",
+    "protocol.parser.get_http_version",
+    "protocol.parser.should_keep_alive",
+    "protocol.url",
+    "protocol.headers",
+    "protocol.scope",
+    "protocol.cycle",
+    "protocol.pipeline",
+    "protocol.root_path",
+    "protocol.flow.write_paused",
+    "protocol.transport",
+    # replaced by uvicorn with a new list when the date changes (_server_lines relies on it)
+    "protocol.server_state.default_headers",
+    "protocol.access_log",
+    "protocol.access_logger",
+    "cycle.response_complete",
+)
+
+# Looked up, not imported: a moved name turns the shortcut off instead of failing the import.
+_STATUS_LINE: dict[int, bytes] = getattr(httptools_impl, "STATUS_LINE", {})
+_STATUS_200 = _STATUS_LINE.get(200, b"")
+_client_addr: Any = getattr(uvicorn_utils, "get_client_addr", None)
+
+
+def _init_assigns(cls: type, name: str) -> bool:
+    """Whether ``cls.__init__`` sets ``name``: how an instance attribute is checked
+    without an instance (a connection's first request has no cycle yet)."""
+    code = getattr(vars(cls).get("__init__"), "__code__", None)
+    return code is not None and name in code.co_names
+
+
+def missing_uvicorn_names(protocol: HttpToolsProtocol) -> list[str]:
+    """The entries of ``UVICORN_NAMES`` that uvicorn or ``protocol`` lack."""
+    cycle_class = getattr(httptools_impl, "RequestResponseCycle", None)
+    cycle = getattr(protocol, "cycle", None)
+    roots: dict[str, object] = {
+        "httptools_impl": httptools_impl,
+        "utils": uvicorn_utils,
+        "HttpToolsProtocol": HttpToolsProtocol,
+        "protocol": protocol,
+        "cycle": cycle if cycle is not None else cycle_class,
+    }
+    missing: list[str] = []
+    for dotted in UVICORN_NAMES:
+        root, *names = dotted.split(".")
+        obj = roots[root]
+        for name in names:
+            if obj is None or not (
+                hasattr(obj, name)
+                or (obj is cycle_class and isinstance(obj, type) and _init_assigns(obj, name))
+            ):
+                missing.append(dotted)
+                break
+            obj = getattr(obj, name, None)
+    return missing
+
+
+def uvicorn_problems(protocol: HttpToolsProtocol) -> list[str]:
+    """Why the shortcut cannot run on this uvicorn; empty when it can."""
+    problems: list[str] = []
+    if ".".join(UVICORN_VERSION.split(".")[:2]) not in SUPPORTED_UVICORN:
+        problems.append(f"uvicorn {UVICORN_VERSION} is not a supported version {SUPPORTED_UVICORN}")
+    missing = missing_uvicorn_names(protocol)
+    if missing:
+        problems.append(f"uvicorn {UVICORN_VERSION} lacks {', '.join(missing)}")
+    return problems
+
+
+_shortcut_on: bool | None = None  # None: this process has not checked uvicorn yet
+
+
+def shortcut_on(protocol: HttpToolsProtocol) -> bool:
+    """Checked once per process, at its first request (when every name is visible)."""
+    global _shortcut_on
+    if _shortcut_on is None:
+        problems = uvicorn_problems(protocol)
+        _shortcut_on = not problems
+        if problems:
+            logger.warning(
+                "L1-hit shortcut off, every request takes uvicorn's stock path: %s",
+                "; ".join(problems),
+            )
+    return _shortcut_on
+
 
 # Request headers that need the full path (ranges, revalidation, bodies, upgrades).
 _NEEDS_FULL_PATH = frozenset(
@@ -41,7 +162,6 @@ _NEEDS_FULL_PATH = frozenset(
         b"transfer-encoding",
     }
 )
-_STATUS_200 = STATUS_LINE[200]
 _HIT_TAIL = b"x-cache: HIT\r\ncache-control: public, max-age=%d\r\n\r\n"
 
 
@@ -109,6 +229,9 @@ class MediaHttpProtocol(HttpToolsProtocol):
 
     def _answer_from_l1(self) -> bool:
         if self._media is _UNKNOWN:
+            if not shortcut_on(self):
+                self._media = _NO_SHORTCUT
+                return False
             found = media_app_of(self.app)  # once per connection, after start-up
             if found is None:
                 return False
@@ -161,7 +284,7 @@ class MediaHttpProtocol(HttpToolsProtocol):
         if self.access_log:  # uvicorn's own line, as its cycle would have logged it
             self.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(self.scope),
+                _client_addr(self.scope),
                 method.decode("ascii"),
                 self.url.decode("latin-1"),
                 "1.1",
