@@ -151,16 +151,11 @@ def build_variant(attachment: MessageAttachment) -> str:
 
 def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:
     """Load what the short link serves into the caches from the files at hand (no store read)."""
-    engine = get_engine()
-    obj = attachment.media_object()
-    if obj.size > engine.settings.CACHE_MAX_OBJECT_BYTES:
+    if variant_path is None:
+        get_engine().warm(attachment.media_object(), upload)
         return
-    if variant_path is not None:
-        with open(variant_path, "rb") as variant_file:
-            engine.warm(obj, variant_file.read())
-        return
-    upload.seek(0)
-    engine.warm(obj, upload.read())
+    with open(variant_path, "rb") as variant_file:
+        get_engine().warm(attachment.media_object(), variant_file)
 
 
 def delete_attachment(attachment: MessageAttachment) -> None:

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
+from typing import BinaryIO
 
-from django.core.files.storage import default_storage
+from django.core.files.storage import Storage, default_storage
 from django.utils.module_loading import import_string
 
 from mediacache.core.headers import build_cached
-from mediacache.core.objects import MediaObject
+from mediacache.core.objects import CachedMedia, MediaObject
 from mediacache.core.settings import MediaSettings
 from mediacache.observability.timeseries import MemorySeries, RedisSeries
 from mediacache.store import ObjectStore, store_for
 from mediacache.tiers.lookup import MediaService, Resolver
 from mediacache.tiers.lru import BytesLRU
 from mediacache.tiers.redis import RedisTier, RedisWriter
+from mediacache.tiers.results import cache_ttl
 
 logger = logging.getLogger("mediacache.engine")
 
@@ -38,6 +41,8 @@ class Engine:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.STORE_THREADS, thread_name_prefix="mediacache"
         )
+        self._stores: dict[int, tuple[Storage, ObjectStore]] = {}
+        self._stores_lock = threading.Lock()
 
     @classmethod
     def from_django(cls, *, store: ObjectStore | None = None, **overrides: object) -> Engine:
@@ -45,7 +50,20 @@ class Engine:
 
     @cached_property
     def store(self) -> ObjectStore:
-        return store_for(default_storage)
+        """The default storage's adapter."""
+        return store_for(default_storage, key_prefix=self.settings.KEY_PREFIX)
+
+    def store_of(self, obj: MediaObject) -> ObjectStore:
+        """The adapter of the storage that holds ``obj`` (a field's own ``storage=``)."""
+        storage = obj.storage
+        if storage is None or storage is default_storage:
+            return self.store
+        with self._stores_lock:
+            known = self._stores.get(id(storage))
+            if known is None:  # the storage is kept too, so its id is never reused
+                known = (storage, store_for(storage, key_prefix=self.settings.KEY_PREFIX))
+                self._stores[id(storage)] = known
+        return known[1]
 
     @cached_property
     def resolver(self) -> Resolver:
@@ -91,23 +109,45 @@ class Engine:
         return MediaService(
             self.settings,
             resolver=self.resolver,
-            store=self.store,
+            store_of=self.store_of,
             l1=self.l1,
             redis=redis,
             executor=self.executor,
         )
 
-    def warm(self, obj: MediaObject, body: bytes) -> None:
-        """Put an object in the caches now, so the first download is a hit."""
-        if obj.size > self.settings.CACHE_MAX_OBJECT_BYTES:
-            return
+    def warm(self, obj: MediaObject, source: bytes | BinaryIO | None = None) -> bool:
+        """Put an object in the caches now, so the first download is a hit: Redis for
+        every process, and this process's L1. ``source``: the bytes or file at hand (an
+        upload); without it they are read from the store. False when the object is too
+        large to cache or already expired: then nothing is read."""
+        ttl = cache_ttl(self.settings, obj)
+        if obj.size > self.settings.CACHE_MAX_OBJECT_BYTES or ttl <= 0:
+            return False
+        if source is None:
+            body = self.store_of(obj).read(obj.key)
+        elif isinstance(source, bytes):
+            body = source
+        else:
+            source.seek(0)
+            body = source.read()
         entry = build_cached(obj, body)
-        ttl = MediaService.ttl_for(self.settings, obj)
-        if ttl <= 0:
-            return
         if self.writer is not None:
             self.writer.put(entry, ttl)
         self.l1.put(obj.media_hash, entry, ttl)
+        return True
+
+    def cached_in(self, media_hashes: Sequence[str]) -> dict[str, str | None]:
+        """Where each link is cached now: ``"redis"`` (every process finds it there),
+        ``"l1"`` (only this process holds it: no Redis configured), ``""`` (not cached),
+        or None (Redis could not be asked)."""
+        if self.writer is None:
+            return {
+                h: "l1" if isinstance(self.l1.get(h), CachedMedia) else "" for h in media_hashes
+            }
+        found = self.writer.exist(media_hashes)
+        if found is None:
+            return dict.fromkeys(media_hashes)
+        return {h: "redis" if hit else "" for h, hit in zip(media_hashes, found, strict=True)}
 
     def purge(self, media_hash: str) -> bool:
         """Forget an object in every tier, in every process. False if Redis failed.

@@ -105,6 +105,7 @@ class MediaModel:
             sha256=self._value(instance, f.variant_sha256) or "",
             expires_at=expires_at.timestamp() if expires_at else None,
             filename=f"{stem or 'media'}{extension_for(content_type)}",
+            storage=getattr(self._value(instance, f.variant), "storage", None),
         )
 
     def _original_object(self, instance: models.Model) -> MediaObject:
@@ -127,6 +128,7 @@ class MediaModel:
             sha256=self._value(instance, f.sha256) or "",
             expires_at=expires_at.timestamp() if expires_at else None,
             filename=filename,
+            storage=file.storage,
         )
 
     def loaded_fields(self) -> list[str]:

@@ -34,11 +34,9 @@ from chat.models import MessageAttachment
 from chat.services import StoreWriteFailed, create_attachment
 from chat.uploads import UploadTooLarge
 from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES
-from mediacache.core.objects import CachedMedia
 from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
 from mediacache.observability.timeseries import Window
-from mediacache.tiers import codec
 
 logger = logging.getLogger("ops")
 
@@ -62,6 +60,7 @@ TILES = (
 # Cache states shown in the recent attachments table.
 IN_REDIS, IN_PROCESS, NOT_CACHED = "in Redis", "in this process", "not cached"
 EXPIRED, NO_LINK, UNKNOWN = "expired", "no link yet", "unknown (Redis unreachable)"
+_CACHE_STATES = {"redis": IN_REDIS, "l1": IN_PROCESS, "": NOT_CACHED, None: UNKNOWN}
 NO_DATA = "\N{EN DASH}"
 
 
@@ -199,22 +198,10 @@ def cache_states(attachments: list[MessageAttachment]) -> dict[int, str]:
             live.append(attachment)
     if not live:
         return states
-    engine = get_engine()
-    if engine.writer is None:
-        for attachment in live:
-            cached = isinstance(engine.l1.get(attachment.media_hash), CachedMedia)
-            states[attachment.pk] = IN_PROCESS if cached else NOT_CACHED
-        return states
-    pipe = engine.writer.client.pipeline(transaction=False)
+    where = get_engine().cached_in([a.media_hash for a in live if a.media_hash])
     for attachment in live:
-        pipe.exists(codec.redis_key(attachment.media_hash))
-    try:
-        found = pipe.execute()
-    except (redis.RedisError, OSError) as exc:
-        logger.warning("[OPS] cache state unavailable: %r", exc)
-        found = [None] * len(live)
-    for attachment, exists in zip(live, found, strict=True):
-        states[attachment.pk] = UNKNOWN if exists is None else IN_REDIS if exists else NOT_CACHED
+        tier = where[attachment.media_hash or ""]
+        states[attachment.pk] = _CACHE_STATES[tier]
     return states
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,9 @@ class MediaObject:
     sha256: str
     expires_at: float | None = None
     filename: str = ""
+    # The Django storage that holds it when it is not the default one (a FileField's
+    # own ``storage=``); the engine reads through that storage's adapter.
+    storage: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -34,3 +39,10 @@ class CachedMedia:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # ``headers`` as HTTP/1.1 header lines, for the server's fast path (serving.fastpath).
     wire: bytes = b""
+
+
+def seconds_left(obj: MediaObject, now: float | None = None) -> float:
+    """Seconds until the object expires (``inf`` for objects kept forever)."""
+    if obj.expires_at is None:
+        return float("inf")
+    return obj.expires_at - (time.time() if now is None else now)

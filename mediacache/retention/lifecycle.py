@@ -3,8 +3,8 @@
 A bucket is often shared (logs, backups, another app's prefix), so we never
 overwrite its configuration: read every rule, replace only the one carrying our
 ID, and write back only when something changed. That makes the command safe to
-run on every deploy. The functions up to :func:`to_json` are pure (boto3-shaped
-dicts in, dicts out); the last three are the only ones that talk to S3.
+run on every deploy. Everything here is pure (boto3-shaped dicts in, dicts out);
+the store adapter (``read_lifecycle``/``write_lifecycle``) talks to the bucket.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ Rule = dict[str, Any]
 Action = Literal["create", "update", "unchanged"]
 
 RULE_ID_PREFIX = "mediacache-expire-"
-# Settings of the configuration as a whole that S3 returns beside the rules; a PUT
-# without them resets them to the provider's default, so they are carried over.
-_CONFIGURATION_KEYS = ("TransitionDefaultMinimumObjectSize",)
-
-
-class NotS3Storage(TypeError):
-    """The storage has no bucket, so it has no lifecycle rules either."""
 
 
 def rule_id_for(prefix: str) -> str:
@@ -149,37 +142,3 @@ def overlapping(rules: Sequence[Mapping[str, Any]], desired: Rule) -> list[Rule]
 def to_json(rules: Sequence[Mapping[str, Any]]) -> str:
     """The configuration as ``aws s3api put-bucket-lifecycle-configuration`` takes it."""
     return json.dumps({"Rules": list(rules)}, indent=2, default=str)
-
-
-# --- S3 ---------------------------------------------------------------------------
-
-
-def bucket_of(storage: Any) -> tuple[Any, str]:
-    """The boto3 client and bucket name behind a django-storages S3 backend."""
-    bucket = getattr(storage, "bucket_name", None)
-    if not bucket or not hasattr(storage, "connection"):
-        raise NotS3Storage(type(storage).__name__)
-    return storage.connection.meta.client, bucket
-
-
-def read_configuration(client: Any, bucket: str) -> tuple[list[Rule], dict[str, Any]]:
-    """The bucket's rules and configuration-level settings; ``([], {})`` when it has none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        response = client.get_bucket_lifecycle_configuration(Bucket=bucket)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
-            return [], {}
-        raise
-    settings = {key: response[key] for key in _CONFIGURATION_KEYS if response.get(key)}
-    return list(response.get("Rules", [])), settings
-
-
-def write_configuration(
-    client: Any, bucket: str, rules: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
-) -> None:
-    """Replace the bucket's whole lifecycle configuration (S3 has no per-rule PUT)."""
-    client.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": list(rules)}, **settings
-    )

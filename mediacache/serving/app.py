@@ -17,10 +17,11 @@ from mediacache.core.counters import ERROR as OUTCOME_ERROR
 from mediacache.core.counters import EXPIRED, HIT_L1, HIT_REDIS, MISS, NOT_FOUND, STATS
 from mediacache.core.hashes import media_key_from_path
 from mediacache.core.headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
-from mediacache.core.objects import CachedMedia
+from mediacache.core.objects import CachedMedia, seconds_left
 from mediacache.serving.conditional import UNSATISFIABLE, etag_matches, parse_range
 from mediacache.serving.ratelimit import NotFoundLimiter
-from mediacache.tiers.lookup import Lookup, MediaService, NotFound, Unavailable, seconds_left
+from mediacache.tiers.lookup import MediaService
+from mediacache.tiers.results import Lookup, NotFound, Unavailable
 
 logger = logging.getLogger("mediacache.serve")
 

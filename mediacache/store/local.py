@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage
 
-from mediacache.store.base import ObjectMissing, StoreUnavailable
+from mediacache.store.base import (
+    DEFAULT_CHUNK,
+    MAX_BATCH,
+    Chunks,
+    LifecycleUnsupported,
+    ObjectMissing,
+    StoredObject,
+    StoreUnavailable,
+)
 
 
 class FileSystemStore:
-    """A directory through Django's ``FileSystemStorage``."""
+    """A directory through Django's ``FileSystemStorage``.
 
-    def __init__(self, storage: FileSystemStorage) -> None:
+    Deleting an object also removes the ``YYYY/MM/DD`` directories it leaves empty,
+    up to (never including) ``keep_dir`` -- the key prefix uploads write into, so a
+    directory is never removed from under an upload.
+    """
+
+    def __init__(self, storage: FileSystemStorage, *, keep_dir: str = "") -> None:
         self._storage = storage
+        self._root = Path(storage.location).resolve()
+        self._keep = Path(storage.path(keep_dir or "."))
 
     def _path(self, key: str) -> str:
         try:
             return self._storage.path(key)
         except Exception as exc:  # SuspiciousFileOperation for keys outside the root
             raise ObjectMissing(key) from exc
+
+    def full_key(self, key: str) -> str:
+        return key
 
     def read(self, key: str) -> bytes:
         try:
@@ -34,8 +54,8 @@ class FileSystemStore:
             raise StoreUnavailable(str(exc)) from exc
 
     def stream(
-        self, key: str, start: int | None = None, end: int | None = None, chunk: int = 262144
-    ) -> Iterator[bytes]:
+        self, key: str, start: int | None = None, end: int | None = None, chunk: int = DEFAULT_CHUNK
+    ) -> Chunks:
         try:
             fh = open(self._path(key), "rb")  # noqa: SIM115 - closed by the generator
         except FileNotFoundError as exc:
@@ -44,7 +64,7 @@ class FileSystemStore:
             raise StoreUnavailable(str(exc)) from exc
         return _file_chunks(fh, start or 0, end, chunk)
 
-    def write(self, key: str, fileobj: BinaryIO) -> None:
+    def write(self, key: str, fileobj: BinaryIO, content_type: str | None = None) -> None:
         try:
             saved = self._storage.save(key, File(fileobj))
         except OSError as exc:
@@ -64,9 +84,55 @@ class FileSystemStore:
             pass
         except OSError as exc:
             raise StoreUnavailable(str(exc)) from exc
+        self._prune_empty_dirs(key)
+
+    def delete_many(self, keys: Sequence[str]) -> set[str]:
+        failed = set()
+        for key in keys:
+            try:
+                self.delete(key)
+            except (StoreUnavailable, ObjectMissing):
+                failed.add(key)
+        return failed
+
+    def list(self, prefix: str, page_size: int = MAX_BATCH) -> Iterator[list[StoredObject]]:
+        """The directory tree under ``prefix``, in a stable order."""
+        batch: list[StoredObject] = []
+        for directory, subdirectories, files in os.walk(self._storage.path(prefix)):
+            subdirectories.sort()
+            for name in sorted(files):
+                path = Path(directory, name)
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                key = path.resolve().relative_to(self._root).as_posix()
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                batch.append(StoredObject(key, modified, stat.st_size))
+                if len(batch) >= page_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def read_lifecycle(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        raise LifecycleUnsupported(f"{self._root} is a local directory, not an S3 bucket")
+
+    def write_lifecycle(self, rules: Sequence[dict[str, Any]], config: dict[str, Any]) -> None:
+        raise LifecycleUnsupported(f"{self._root} is a local directory, not an S3 bucket")
+
+    def _prune_empty_dirs(self, key: str) -> None:
+        """``rmdir`` fails on a non-empty directory, which ends the walk."""
+        directory = Path(self._path(key)).parent
+        while directory != self._keep and self._keep in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
 
 
-def _file_chunks(fh, start: int, end: int | None, chunk: int) -> Iterator[bytes]:
+def _file_chunks(fh: BinaryIO, start: int, end: int | None, chunk: int) -> Chunks:
     with fh:
         fh.seek(start)
         remaining = None if end is None else end - start + 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 import redis.asyncio as aioredis
@@ -241,6 +241,17 @@ class RedisWriter:
         except (redis.RedisError, OSError) as exc:
             logger.warning("[MEDIA CACHE] warm failed for %s: %r", media_hash, exc)
             return False
+
+    def exist(self, media_hashes: Sequence[str]) -> list[bool] | None:
+        """Whether Redis holds each object (one pipelined round trip); None if it is down."""
+        pipe = self.client.pipeline(transaction=False)
+        for media_hash in media_hashes:
+            pipe.exists(codec.redis_key(media_hash))
+        try:
+            return [bool(n) for n in pipe.execute()]
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("[MEDIA CACHE] cache state unavailable: %r", exc)
+            return None
 
     def delete(self, media_hash: str) -> bool:
         """Replace the object in Redis by a tombstone; tell every process to drop its L1 copy."""

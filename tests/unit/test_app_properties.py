@@ -34,10 +34,11 @@ OBJ = MediaObject(
 def build_app(tmp_path) -> MediaApp:
     (tmp_path / "chat").mkdir(exist_ok=True)
     (tmp_path / "chat" / "k.bin").write_bytes(BODY)
+    store = FileSystemStore(FileSystemStorage(location=str(tmp_path)))
     service = MediaService(
         MediaSettings(LOG_HITS=False, NOT_FOUND_LIMIT=0),
         resolver=lambda key: OBJ if key == HASH else None,
-        store=FileSystemStore(FileSystemStorage(location=str(tmp_path))),
+        store_of=lambda obj: store,
         l1=BytesLRU(1 << 20, 60),
         redis=None,
         executor=ThreadPoolExecutor(2),

@@ -8,6 +8,7 @@ import pytest
 from django.core.files.storage import FileSystemStorage
 
 from mediacache.retention import lifecycle
+from mediacache.store import LifecycleUnsupported, store_for
 
 OURS = lifecycle.desired_rule("chat/", 30)
 LOGS = {
@@ -99,9 +100,10 @@ def test_overlapping_expiry_rules_are_reported():
     assert [rule["ID"] for rule in found] == ["all", "c"]
 
 
-def test_bucket_of_refuses_a_local_directory(tmp_path):
-    with pytest.raises(lifecycle.NotS3Storage):
-        lifecycle.bucket_of(FileSystemStorage(location=tmp_path))
+def test_a_local_directory_has_no_lifecycle_rules(tmp_path):
+    store = store_for(FileSystemStorage(location=tmp_path))
+    with pytest.raises(LifecycleUnsupported):
+        store.read_lifecycle()
 
 
 def test_to_json_is_what_the_aws_cli_takes():

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from chat.models import MessageAttachment
 from mediacache.core.hashes import original_key
-from mediacache.core.settings import MediaSettings
+from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
 from mediacache.store import ObjectMissing, ObjectStore, StoreUnavailable, store_for
 
@@ -71,12 +70,12 @@ class Command(BaseCommand):
         if dry_run:
             self._report_dry_run(queryset)
             return
-        storage = storages["default"]
+        store = store_for(storages["default"], key_prefix=media_settings().KEY_PREFIX)
         totals = Totals()
         last_pk = 0
         while rows := self._next_batch(queryset, last_pk, batch_size):
             last_pk = rows[-1][0]
-            self._purge_batch(rows, storage, totals)
+            self._purge_batch(rows, store, totals)
             if options["verbosity"] >= 2:
                 self.stdout.write(f"  up to id {last_pk}: {totals.purged:,} purged so far")
         self._report(totals)
@@ -89,8 +88,7 @@ class Command(BaseCommand):
             .values_list("pk", "file", "variant", "media_hash", "size")[:size]
         )
 
-    def _purge_batch(self, rows: list[Row], storage: Storage, totals: Totals) -> None:
-        store = store_for(storage)
+    def _purge_batch(self, rows: list[Row], store: ObjectStore, totals: Totals) -> None:
         engine = get_engine()
         gone: list[int] = []
         for pk, key, variant_key, media_hash, size in rows:
@@ -107,7 +105,7 @@ class Command(BaseCommand):
             # The variant first: a row stays unmarked until its original is gone too,
             # so a failed run never leaves a variant nobody will delete.
             keys = [k for k in (variant_key, key) if k]
-            if not all([self._delete(store, storage, k) for k in dict.fromkeys(keys)]):
+            if not all([self._delete(store, k) for k in dict.fromkeys(keys)]):
                 totals.failed += 1
                 continue
             gone.append(pk)
@@ -116,7 +114,7 @@ class Command(BaseCommand):
             pk__in=gone, purged_at__isnull=True
         ).update(purged_at=timezone.now())
 
-    def _delete(self, store: ObjectStore, storage: Storage, key: str) -> bool:
+    def _delete(self, store: ObjectStore, key: str) -> bool:
         """Delete one object; True when it is gone (including "was already gone")."""
         try:
             store.delete(key)
@@ -126,8 +124,6 @@ class Command(BaseCommand):
             logger.error("[CHAT] purge: could not delete %s: %s", key, exc)
             self.stderr.write(f"could not delete {key}: {exc}")
             return False
-        if isinstance(storage, FileSystemStorage):
-            _prune_empty_dirs(storage, key)
         return True
 
     def _report_dry_run(self, queryset: QuerySet) -> None:
@@ -149,20 +145,3 @@ class Command(BaseCommand):
                 f"{totals.failed} object(s) could not be deleted; they stay unmarked and "
                 "the next run retries them."
             )
-
-
-def _prune_empty_dirs(storage: FileSystemStorage, key: str) -> None:
-    """Remove the emptied ``YYYY/MM/DD`` directories of a deleted file.
-
-    Stops below the key prefix (``chat/``), so the directory uploads write into is
-    never removed from under them; ``rmdir`` fails on a non-empty directory, which
-    is the end of the walk.
-    """
-    root = Path(storage.path(MediaSettings.from_django().KEY_PREFIX or "."))
-    directory = Path(storage.path(key)).parent
-    while directory != root and root in directory.parents:
-        try:
-            directory.rmdir()
-        except OSError:
-            return
-        directory = directory.parent

@@ -19,33 +19,23 @@ Safe to run from cron; ``--dry-run`` lists what it would delete.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
-from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.management.commands.purge_expired_media import _prune_empty_dirs
 from chat.models import MessageAttachment
-from mediacache.core.settings import MediaSettings
+from mediacache.core.settings import media_settings
+from mediacache.store import MAX_BATCH, ObjectStore, StoredObject, StoreUnavailable, store_for
 
 logger = logging.getLogger("chat")
 
-S3_MAX_DELETE = 1000  # DeleteObjects takes at most 1,000 keys
-
-
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    key: str  # as the row's ``file`` field holds it
-    modified: datetime
-    size: int
+S3_MAX_DELETE = MAX_BATCH  # DeleteObjects takes at most 1,000 keys
 
 
 @dataclass
@@ -94,15 +84,15 @@ class Command(BaseCommand):
             raise CommandError("--min-age must be 0 or more")
         if not 1 <= batch_size <= S3_MAX_DELETE:
             raise CommandError(f"--batch-size must be between 1 and {S3_MAX_DELETE}")
-        prefix = MediaSettings.from_django().KEY_PREFIX if prefix is None else prefix
+        key_prefix = media_settings().KEY_PREFIX
+        prefix = key_prefix if prefix is None else prefix
         if not prefix.strip("/"):
             # Without a prefix every object of a shared bucket would look orphaned.
             raise CommandError("refusing to sweep without a key prefix")
-        storage = storages["default"]
-        walker = _walker(storage)
+        store = store_for(storages["default"], key_prefix=key_prefix)
         cutoff = timezone.now() - timedelta(minutes=min_age)
         totals = Totals()
-        for batch in walker.batches(prefix, batch_size):
+        for batch in store.list(prefix, batch_size):
             totals.scanned += len(batch)
             old = [o for o in batch if o.modified <= cutoff]
             totals.young += len(batch) - len(old)
@@ -114,7 +104,7 @@ class Command(BaseCommand):
                 age = timezone.now() - obj.modified
                 self.stdout.write(f"{obj.key}\t{obj.size}\t{_minutes(age)} min old")
             if orphans and not dry_run:
-                failed = walker.delete([o.key for o in orphans])
+                failed = self._delete(store, [o.key for o in orphans])
                 for obj in orphans:
                     if obj.key not in failed:
                         logger.warning("[CHAT] sweeper deleted orphan object %s", obj.key)
@@ -123,6 +113,17 @@ class Command(BaseCommand):
             totals.orphans += len(orphans)
             totals.bytes += sum(o.size for o in orphans)
         self._report(totals, prefix, min_age, dry_run)
+
+    def _delete(self, store: ObjectStore, keys: list[str]) -> set[str]:
+        """The keys that could not be deleted (all of them when the store is down)."""
+        try:
+            failed = store.delete_many(keys)
+        except StoreUnavailable as exc:
+            logger.error("[CHAT] sweeper could not delete %d object(s): %s", len(keys), exc)
+            return set(keys)
+        for key in sorted(failed):
+            logger.error("[CHAT] sweeper could not delete %s", key)
+        return failed
 
     def _report(self, totals: Totals, prefix: str, min_age: int, dry_run: bool) -> None:
         done = "would be deleted" if dry_run else "deleted"
@@ -157,90 +158,3 @@ def _without_rows(objects: list[StoredObject]) -> list[StoredObject]:
     for values in MessageAttachment.objects.filter(matches).values_list(*fields):
         known.update(values)
     return [o for o in objects if o.key not in known]
-
-
-def _walker(storage: Storage) -> S3Walker | LocalWalker:
-    if isinstance(storage, FileSystemStorage):
-        return LocalWalker(storage)
-    if hasattr(storage, "bucket_name") and hasattr(storage, "connection"):
-        return S3Walker(storage)
-    raise CommandError(f"cannot sweep a {type(storage).__name__}")
-
-
-class S3Walker:
-    """A bucket through django-storages' boto3 client (honours its ``location``)."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.client = storage.connection.meta.client  # type: ignore[attr-defined]
-        self.bucket: str = storage.bucket_name  # type: ignore[attr-defined]
-        location = (getattr(storage, "location", "") or "").strip("/")
-        self.location = f"{location}/" if location else ""
-
-    def batches(self, prefix: str, size: int) -> Iterator[list[StoredObject]]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket,
-            Prefix=self.location + prefix,
-            PaginationConfig={"PageSize": size},
-        )
-        for page in pages:
-            batch = [
-                StoredObject(item["Key"][len(self.location) :], item["LastModified"], item["Size"])
-                for item in page.get("Contents", [])
-            ]
-            if batch:
-                yield batch
-
-    def delete(self, keys: list[str]) -> set[str]:
-        """Delete in one request; returns the keys that could not be deleted."""
-        response = self.client.delete_objects(
-            Bucket=self.bucket,
-            Delete={"Objects": [{"Key": self.location + k} for k in keys], "Quiet": True},
-        )
-        failed = set()
-        for error in response.get("Errors", []):
-            logger.error("[CHAT] sweeper could not delete %s: %s", error["Key"], error["Code"])
-            failed.add(error["Key"][len(self.location) :])
-        return failed
-
-
-class LocalWalker:
-    """The local directory store: walk the tree under the prefix, in a stable order."""
-
-    def __init__(self, storage: FileSystemStorage) -> None:
-        self.storage = storage
-        self.root = Path(storage.location).resolve()
-
-    def batches(self, prefix: str, size: int) -> Iterator[list[StoredObject]]:
-        base = Path(self.storage.path(prefix))
-        batch: list[StoredObject] = []
-        for directory, subdirectories, files in os.walk(base):
-            subdirectories.sort()
-            for name in sorted(files):
-                path = Path(directory, name)
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:  # deleted while we walked
-                    continue
-                key = path.resolve().relative_to(self.root).as_posix()
-                batch.append(
-                    StoredObject(key, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size)
-                )
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
-
-    def delete(self, keys: list[str]) -> set[str]:
-        failed = set()
-        for key in keys:
-            try:
-                os.remove(self.storage.path(key))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                logger.error("[CHAT] sweeper could not delete %s: %r", key, exc)
-                failed.add(key)
-                continue
-            _prune_empty_dirs(self.storage, key)
-        return failed

@@ -12,8 +12,9 @@ from typing import Any
 from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mediacache.core.settings import MediaSettings
+from mediacache.core.settings import media_settings
 from mediacache.retention import lifecycle
+from mediacache.store import LifecycleUnsupported, ObjectStore, StoreUnavailable, store_for
 
 
 class Command(BaseCommand):
@@ -44,9 +45,10 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, check: bool, dry_run: bool, rule_id: str | None, **options: Any
     ) -> None:
-        client, bucket = self._bucket()
-        desired = self._desired_rule(rule_id)
-        rules, config = self._read(client, bucket)
+        store = store_for(storages["default"])
+        bucket = getattr(store, "bucket", "")
+        desired = self._desired_rule(store, rule_id)
+        rules, config = self._read(store, bucket)
         result = lifecycle.plan(rules, desired)
         self._warn_about_overlaps(rules, desired)
         if check:
@@ -54,28 +56,26 @@ class Command(BaseCommand):
         elif dry_run:
             self._dry_run(bucket, result, desired)
         else:
-            self._apply(client, bucket, result, desired, config)
+            self._apply(store, bucket, result, desired, config)
 
-    def _bucket(self) -> tuple[Any, str]:
+    def _desired_rule(self, store: ObjectStore, rule_id: str | None) -> lifecycle.Rule:
+        """Over the key prefix as the bucket sees it: under the storage's ``location``."""
+        media = media_settings()
+        prefix = store.full_key(media.KEY_PREFIX) if media.KEY_PREFIX else ""
         try:
-            return lifecycle.bucket_of(storages["default"])
-        except lifecycle.NotS3Storage as exc:
-            raise CommandError(
-                f"The default storage is {exc}, not an S3 bucket: it has no lifecycle rules. "
-                "With the local directory store, run `manage.py purge_expired_media` from cron."
-            ) from exc
-
-    def _desired_rule(self, rule_id: str | None) -> lifecycle.Rule:
-        media = MediaSettings.from_django()
-        try:
-            return lifecycle.desired_rule(media.KEY_PREFIX, media.RETENTION_DAYS, rule_id)
+            return lifecycle.desired_rule(prefix, media.RETENTION_DAYS, rule_id)
         except ValueError as exc:
             raise CommandError(f"Refusing to write the rule: {exc}.") from exc
 
-    def _read(self, client: Any, bucket: str) -> tuple[list[lifecycle.Rule], dict[str, Any]]:
+    def _read(self, store: ObjectStore, bucket: str) -> tuple[list[lifecycle.Rule], dict[str, Any]]:
         try:
-            return lifecycle.read_configuration(client, bucket)
-        except Exception as exc:
+            return store.read_lifecycle()
+        except LifecycleUnsupported as exc:
+            raise CommandError(
+                f"The default storage is {exc}: it has no lifecycle rules. With the local "
+                "directory store, run `manage.py purge_expired_media` from cron."
+            ) from exc
+        except StoreUnavailable as exc:
             raise CommandError(f"Could not read the lifecycle rules of {bucket}: {exc}") from exc
 
     def _warn_about_overlaps(self, rules: list[lifecycle.Rule], desired: lifecycle.Rule) -> None:
@@ -119,7 +119,7 @@ class Command(BaseCommand):
 
     def _apply(
         self,
-        client: Any,
+        store: ObjectStore,
         bucket: str,
         result: lifecycle.Plan,
         desired: lifecycle.Rule,
@@ -132,8 +132,8 @@ class Command(BaseCommand):
             )
             return
         try:
-            lifecycle.write_configuration(client, bucket, result.rules, config)
-        except Exception as exc:
+            store.write_lifecycle(result.rules, config)
+        except StoreUnavailable as exc:
             raise CommandError(f"Could not write the lifecycle rules of {bucket}: {exc}") from exc
         kept = len(result.rules) - 1
         self.stdout.write(
