@@ -67,7 +67,8 @@ class Engine:
 
     @cached_property
     def resolver(self) -> Resolver:
-        return import_string(self.settings.RESOLVER)
+        resolver: Resolver = import_string(self.settings.RESOLVER)
+        return resolver
 
     @cached_property
     def writer(self) -> RedisWriter | None:

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TypeAlias
 
+from mediacache.core.asgi_types import Receive, Scope, Send
 from mediacache.core.counters import ERROR as OUTCOME_ERROR
 from mediacache.core.counters import EXPIRED, HIT_L1, HIT_REDIS, MISS, NOT_FOUND, STATS
 from mediacache.core.hashes import media_key_from_path
 from mediacache.core.headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
 from mediacache.core.objects import CachedMedia, seconds_left
-from mediacache.serving.conditional import UNSATISFIABLE, etag_matches, parse_range
+from mediacache.serving.conditional import (
+    UNSATISFIABLE,
+    ParsedRange,
+    etag_matches,
+    parse_range,
+)
 from mediacache.serving.ratelimit import NotFoundLimiter
 from mediacache.tiers.lookup import MediaService
 from mediacache.tiers.results import Lookup, NotFound, Unavailable
 
 logger = logging.getLogger("mediacache.serve")
 
-Scope = dict[str, Any]
+Headers: TypeAlias = list[tuple[bytes, bytes]]
 
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
@@ -65,7 +71,7 @@ def _log_served(media_hash: str, found: Lookup, status: int, sent: int, elapsed:
     )
 
 
-def _error_headers(body: bytes, *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+def _error_headers(body: bytes, *extra: tuple[bytes, bytes]) -> Headers:
     return [_JSON, _NO_STORE, _NOSNIFF, (b"content-length", str(len(body)).encode()), *extra]
 
 
@@ -82,7 +88,7 @@ class MediaApp:
         settings = service.settings
         self.limiter = NotFoundLimiter(settings.NOT_FOUND_LIMIT, settings.NOT_FOUND_WINDOW)
 
-    async def __call__(self, scope: Scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
             await _respond(send, 405, self._not_allowed, _METHOD_BODY, method)
@@ -118,7 +124,9 @@ class MediaApp:
         await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
         STATS.record(outcome, time.perf_counter() - started, 0)
 
-    async def _answer(self, scope: Scope, send, media_hash: str, found: Lookup, started) -> None:
+    async def _answer(
+        self, scope: Scope, send: Send, media_hash: str, found: Lookup, started: float
+    ) -> None:
         outcome = _HIT_OUTCOMES[found.tier] if found.hit else MISS
         status, sent = await self._serve(scope, send, found)
         elapsed = time.perf_counter() - started
@@ -156,11 +164,13 @@ class MediaApp:
             found = Lookup(entry.obj, entry, True, "l1")
             _log_served(media_hash, found, 200, sent, elapsed)
 
-    async def _serve(self, scope: Scope, send, found: Lookup) -> tuple[int, int]:
+    async def _serve(self, scope: Scope, send: Send, found: Lookup) -> tuple[int, int]:
         method = scope["method"]
         entry = found.entry
         x_cache = X_CACHE_HIT if found.hit else X_CACHE_MISS
-        range_header = if_none_match = if_range = None
+        range_header: str | None = None
+        if_none_match: str | None = None
+        if_range: str | None = None
         for name, value in scope["headers"]:
             if name == b"range":
                 range_header = value.decode("latin-1")
@@ -175,7 +185,7 @@ class MediaApp:
             headers = [(b"etag", etag), self._cache_control(found), x_cache]
             return await _respond(send, 304, headers, b"", "HEAD")
 
-        byte_range = None
+        byte_range: ParsedRange = None
         if range_header is not None and (if_range is None or if_range.strip() == etag.decode()):
             byte_range = parse_range(range_header, obj.size)
         if byte_range == UNSATISFIABLE:
@@ -199,7 +209,7 @@ class MediaApp:
             ]
             return await self._stream(send, 200, headers, found, None, None, method)
 
-        start, end = byte_range  # type: ignore[misc]
+        start, end = byte_range
         headers = [
             *(entity_headers(obj) if entry is None else entry.entity),
             (b"content-range", b"bytes %d-%d/%d" % (start, end, obj.size)),
@@ -212,7 +222,14 @@ class MediaApp:
         return await self._stream(send, 206, headers, found, start, end, method)
 
     async def _stream(
-        self, send, status, headers, found: Lookup, start, end, method
+        self,
+        send: Send,
+        status: int,
+        headers: Headers,
+        found: Lookup,
+        start: int | None,
+        end: int | None,
+        method: str,
     ) -> tuple[int, int]:
         if method == "HEAD":
             return await _respond(send, status, headers, b"", method)
@@ -235,7 +252,9 @@ class MediaApp:
         return status, sent
 
 
-async def _respond(send, status: int, headers, body: bytes, method: str) -> tuple[int, int]:
+async def _respond(
+    send: Send, status: int, headers: Headers, body: bytes, method: str
+) -> tuple[int, int]:
     """Send a whole response; returns the status and the body bytes sent."""
     if method == "HEAD":
         body = b""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from mediacache.core.asgi_types import ASGIApp, Message, Receive, Scope, Send
 
 _TOO_LARGE = b'{"error": "upload too large"}'
 
@@ -14,11 +14,11 @@ class BodySizeLimit:
     an oversized upload would be spooled to disk in full before being refused.
     """
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         for name, value in scope["headers"]:
@@ -29,7 +29,7 @@ class BodySizeLimit:
         received = 0
         exceeded = False
 
-        async def limited_receive():
+        async def limited_receive() -> Message:
             nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
@@ -44,7 +44,7 @@ class BodySizeLimit:
             await _too_large(send)
 
 
-async def _too_large(send) -> None:
+async def _too_large(send: Send) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(_TOO_LARGE)).encode()),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
 # parse_range() outcomes besides a (start, end) pair.
 IGNORE: Final = None  # no usable Range: answer 200 with the whole body
 UNSATISFIABLE: Final = "unsatisfiable"  # a valid range outside the body: 416
+# What parse_range() answers; ``== UNSATISFIABLE`` and ``is None`` leave the pair.
+ParsedRange: TypeAlias = tuple[int, int] | Literal["unsatisfiable"] | None
 
 _MAX_HEADER = 4096
 
@@ -15,7 +17,7 @@ def _digits_or_empty(value: str) -> bool:
     return not value or (value.isascii() and value.isdigit())
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+def parse_range(header: str | None, size: int) -> ParsedRange:
     """One byte range from a ``Range`` header as inclusive (start, end).
 
     Multiple ranges and malformed headers are ignored (RFC 9110 lets a server

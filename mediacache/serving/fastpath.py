@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 import uvicorn
 from uvicorn.protocols import utils as uvicorn_utils
@@ -165,12 +166,17 @@ _NEEDS_FULL_PATH = frozenset(
 _HIT_TAIL = b"x-cache: HIT\r\ncache-control: public, max-age=%d\r\n\r\n"
 
 
+class _Shortcut(Enum):
+    UNKNOWN = "not looked up yet"
+    OFF = "no shortcut possible"
+
+
 # What a connection learnt about its app: not looked up yet, or no shortcut possible.
-_UNKNOWN: Any = object()
-_NO_SHORTCUT: Any = object()
+_UNKNOWN: Final = _Shortcut.UNKNOWN
+_NO_SHORTCUT: Final = _Shortcut.OFF
 
 
-def media_app_of(app: Any) -> tuple[bytes, MediaApp] | Any:
+def media_app_of(app: object) -> tuple[bytes, MediaApp] | Literal[_Shortcut.OFF] | None:
     """(prefix, media app) of the MediaRouter inside uvicorn's middleware wrappers;
     ``_NO_SHORTCUT`` when there is none or its L1 is off; None: not started yet."""
     from mediacache.serving.router import MediaRouter
@@ -207,7 +213,7 @@ class MediaHttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` plus the L1-hit shortcut; see the module docstring."""
 
     _answered = False
-    _media: Any = _UNKNOWN
+    _media: tuple[bytes, MediaApp] | _Shortcut = _UNKNOWN
 
     def on_message_begin(self) -> None:
         self._answered = False
@@ -232,10 +238,10 @@ class MediaHttpProtocol(HttpToolsProtocol):
             if not shortcut_on(self):
                 self._media = _NO_SHORTCUT
                 return False
-            found = media_app_of(self.app)  # once per connection, after start-up
-            if found is None:
+            router = media_app_of(self.app)  # once per connection, after start-up
+            if router is None:
                 return False
-            self._media = found
+            self._media = router
         if self._media is _NO_SHORTCUT:
             return False
         prefix, media = self._media

@@ -9,19 +9,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
+from mediacache.core.asgi_types import ASGIApp, Receive, Scope, Send
 from mediacache.engine import Engine
 from mediacache.observability import health
 from mediacache.observability.flusher import flush_forever
 from mediacache.serving.app import MediaApp
 from mediacache.serving.bodylimit import BodySizeLimit
 
+if TYPE_CHECKING:
+    from django.core.handlers.asgi import ASGIHandler
+
 logger = logging.getLogger("mediacache.asgi")
 
 
 class MediaRouter:
-    def __init__(self, django_app, engine: Engine, *, prefix: str = "/media/") -> None:
+    def __init__(self, django_app: ASGIApp, engine: Engine, *, prefix: str = "/media/") -> None:
         self.django_app = django_app
         self.engine = engine
         self.prefix = prefix
@@ -38,13 +42,15 @@ class MediaRouter:
             )
         return self.media_app
 
-    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if self._flusher is None:
                 self._start()  # servers run without lifespan events too
             path = scope["path"]
             if path.startswith(self.prefix):
-                return await self.media_app(scope, receive, send)  # type: ignore[misc]
+                # Not None: _start() made it, at the lifespan's start-up or just above;
+                # a check here would cost every request.
+                return await self.media_app(scope, receive, send)  # type: ignore[misc, return-value]
             if path == "/healthz":
                 return await health.healthz(scope, receive, send)
             if path == "/readyz":
@@ -73,7 +79,7 @@ class MediaRouter:
             gc.collect()
             gc.freeze()
 
-    async def _lifespan(self, receive, send) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -89,7 +95,7 @@ class MediaRouter:
                 return
 
 
-def with_media(django_app, engine: Engine | None = None):
+def with_media(django_app: ASGIHandler | ASGIApp, engine: Engine | None = None) -> MediaRouter:
     """Wrap a Django ASGI application: ``/media/``, ``/healthz``, ``/readyz`` and
     ``/metrics`` are answered before Django, request bodies are size-limited, and
     start-up refuses a configuration the ``mediacache`` system checks reject.
@@ -105,14 +111,18 @@ def with_media(django_app, engine: Engine | None = None):
     errors = [m for m in checks.run_checks(tags=["mediacache"]) if m.is_serious()]
     if errors:
         raise ImproperlyConfigured("; ".join(f"{e.msg} {e.hint or ''}".strip() for e in errors))
+    # django-stubs type the scope of Django's handlers as a dict, core.asgi_types as a
+    # MutableMapping: to a server, which passes a dict, both are ASGI apps.
+    app = cast(ASGIApp, django_app)
     if getattr(settings, "SERVE_STATIC", False):
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-        django_app = ASGIStaticFilesHandler(django_app)
+        # Its stubs ask for Django's own handler; it wraps any ASGI app.
+        app = cast(ASGIApp, ASGIStaticFilesHandler(cast("ASGIHandler", django_app)))
     if engine is None:
         from mediacache.engine import get_engine
 
         engine = get_engine()
     # Multipart framing adds a little to the file itself.
     limit = engine.settings.MAX_UPLOAD_BYTES + 64 * 1024
-    return MediaRouter(BodySizeLimit(django_app, limit), engine)
+    return MediaRouter(BodySizeLimit(app, limit), engine)

@@ -11,6 +11,7 @@ All methods block; the serving path calls them from a thread pool.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,7 +63,10 @@ class ObjectStore(Protocol):
         """Delete up to :data:`MAX_BATCH` objects; returns the keys that could not be."""
         ...
 
-    def list(self, prefix: str, page_size: int = MAX_BATCH) -> Iterator[list[StoredObject]]:
+    # ``builtins.list`` in the annotations: inside the class, ``list`` names this method.
+    def list(
+        self, prefix: str, page_size: int = MAX_BATCH
+    ) -> Iterator[builtins.list[StoredObject]]:
         """Every object under ``prefix``, a page at a time, in key order."""
         ...
 
@@ -74,7 +78,7 @@ class ObjectStore(Protocol):
         """The key as the backend sees it (with the storage's ``location``)."""
         ...
 
-    def read_lifecycle(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def read_lifecycle(self) -> tuple[builtins.list[dict[str, Any]], dict[str, Any]]:
         """The bucket's lifecycle rules and configuration-level settings."""
         ...
 

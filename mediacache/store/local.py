@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -95,7 +96,9 @@ class FileSystemStore:
                 failed.add(key)
         return failed
 
-    def list(self, prefix: str, page_size: int = MAX_BATCH) -> Iterator[list[StoredObject]]:
+    def list(
+        self, prefix: str, page_size: int = MAX_BATCH
+    ) -> Iterator[builtins.list[StoredObject]]:
         """The directory tree under ``prefix``, in a stable order."""
         batch: list[StoredObject] = []
         for directory, subdirectories, files in os.walk(self._storage.path(prefix)):
@@ -115,7 +118,7 @@ class FileSystemStore:
         if batch:
             yield batch
 
-    def read_lifecycle(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def read_lifecycle(self) -> tuple[builtins.list[dict[str, Any]], dict[str, Any]]:
         raise LifecycleUnsupported(f"{self._root} is a local directory, not an S3 bucket")
 
     def write_lifecycle(self, rules: Sequence[dict[str, Any]], config: dict[str, Any]) -> None:

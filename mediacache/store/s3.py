@@ -8,6 +8,7 @@ keys are stored under it, as django-storages stores them), its object parameters
 
 from __future__ import annotations
 
+import builtins
 import mimetypes
 import threading
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,9 @@ def is_s3_storage(storage: Storage) -> bool:
 
 class S3Store:
     def __init__(self, storage: Storage) -> None:
+        # ``bucket_name``, ``connection`` and ``get_object_parameters`` are attributes of
+        # django-storages' S3Storage (is_s3_storage() picked it), which has no type hints:
+        # on this Storage-typed value each use carries an ``attr-defined`` ignore.
         self._storage = storage
         self.bucket: str = storage.bucket_name  # type: ignore[attr-defined]  # S3Storage's
         location = (getattr(storage, "location", "") or "").strip("/")
@@ -130,7 +134,9 @@ class S3Store:
             raise StoreUnavailable(type(exc).__name__) from exc
         return {error["Key"][len(self._location) :] for error in response.get("Errors", [])}
 
-    def list(self, prefix: str, page_size: int = MAX_BATCH) -> Iterator[list[StoredObject]]:
+    def list(
+        self, prefix: str, page_size: int = MAX_BATCH
+    ) -> Iterator[builtins.list[StoredObject]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket,
             Prefix=self.full_key(prefix),
@@ -148,7 +154,7 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailable(f"listing {self.bucket}: {type(exc).__name__}") from exc
 
-    def read_lifecycle(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def read_lifecycle(self) -> tuple[builtins.list[dict[str, Any]], dict[str, Any]]:
         try:
             response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
         except ClientError as exc:

@@ -13,9 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.client
+import redis.client
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -32,6 +35,7 @@ INVALIDATION_CHANNEL = "mediacache:invalidate"
 _ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError, codec.CorruptEntry)
 # Release a single-flight lock only if it is still ours.
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+_Pipeline = TypeVar("_Pipeline", redis.client.Pipeline, redis.asyncio.client.Pipeline)
 
 
 def lock_key(media_hash: str) -> str:
@@ -108,7 +112,8 @@ class RedisTier:
                 return None
             if head == codec.TOMBSTONE:
                 return codec.TOMBSTONE
-            return build_cached(*codec.decode(media_hash, head, tail))
+            # redis-py types replies as bytes | str; with decode_responses off they are bytes.
+            return build_cached(*codec.decode(media_hash, head, tail))  # type: ignore[arg-type]
         except codec.CorruptEntry:
             return None
         except _ERRORS as exc:
@@ -198,7 +203,7 @@ class RedisTier:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                 finally:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
         finally:
             await client.aclose()
 
@@ -206,7 +211,9 @@ class RedisTier:
         await self.client.aclose()
 
 
-def _queue_set(pipe, media_hash: str, head: bytes, tail: bytes | None, ttl: int):
+def _queue_set(
+    pipe: _Pipeline, media_hash: str, head: bytes, tail: bytes | None, ttl: int
+) -> _Pipeline:
     """Queue the writes of one cache fill on a (sync or async) pipeline and return it.
 
     ``NX``: a fill never overwrites what is there, above all the tombstone a
