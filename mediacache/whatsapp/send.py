@@ -35,11 +35,11 @@ from mediacache.whatsapp.limits import (
 logger = logging.getLogger("mediacache.whatsapp")
 
 
-def warm(obj: MediaObject) -> None:
-    """Load the object into the caches (Redis for every process, this process's L1)."""
-    engine = get_engine()
-    if obj.size <= engine.settings.CACHE_MAX_OBJECT_BYTES:
-        engine.warm(obj, engine.store.read(obj.key))
+def warm(obj: MediaObject) -> bool:
+    """Load the object into the caches (Redis for every process, this process's L1):
+    :meth:`Engine.warm <mediacache.engine.Engine.warm>`, which skips what is too large to
+    cache or expired and reads the rest from the store that holds it."""
+    return get_engine().warm(obj)
 
 
 def send_via_evolution(
