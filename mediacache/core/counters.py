@@ -17,7 +17,6 @@ HIT_L1, HIT_REDIS, MISS, NOT_FOUND, EXPIRED, ERROR = range(len(OUTCOMES))
 # Upper bounds (seconds) of the latency histogram; the last slot is +Inf.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STORE_OPERATIONS = ("get", "get_range", "delete")
-EVOLUTION_RESULTS = ("sent", "failed")
 
 
 @dataclass
@@ -32,7 +31,9 @@ class Snapshot:
     store_errors: dict[str, int] = field(default_factory=dict)
     coalesced: int = 0
     redis_errors: int = 0
-    evolution: dict[str, int] = field(default_factory=dict)
+    # Events counted by optional parts (the WhatsApp wing's "evo:sent"), by name: they
+    # go to the per-minute series under that name; their Prometheus metrics are their own.
+    events: dict[str, int] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (
@@ -41,7 +42,7 @@ class Snapshot:
             or self.store_errors
             or self.coalesced
             or self.redis_errors
-            or self.evolution
+            or self.events
         )
 
 
@@ -73,9 +74,9 @@ class ProcessStats:
         with self._lock:
             self._current.redis_errors += 1
 
-    def evolution_send(self, result: str) -> None:
+    def count_event(self, name: str) -> None:
         with self._lock:
-            self._current.evolution[result] = self._current.evolution.get(result, 0) + 1
+            self._current.events[name] = self._current.events.get(name, 0) + 1
 
     def take(self) -> Snapshot:
         """Hand over the counts so far and start from zero."""

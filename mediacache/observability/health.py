@@ -1,25 +1,22 @@
-"""Operational endpoints served before Django: /healthz, /readyz and /metrics."""
+"""Health endpoints served before Django: ``/healthz`` (liveness) and ``/readyz``."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mediacache.core.asgi_types import Receive, Scope, Send
-from mediacache.observability import metrics
 
 if TYPE_CHECKING:
     from mediacache.engine import Engine
 
 CHECK_TIMEOUT = 3.0
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def json_response(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -32,7 +29,7 @@ async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
 
 async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
     """The process answers: no I/O, for liveness probes."""
-    await _json(send, 200, {"status": "ok"})
+    await json_response(send, 200, {"status": "ok"})
 
 
 def _database() -> None:
@@ -77,30 +74,4 @@ async def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
 
 async def readyz(engine: Engine, send: Send) -> None:
     ready, payload = await readiness(engine)
-    await _json(send, 200 if ready else 503, payload)
-
-
-def metrics_allowed(scope: Scope, token: str) -> bool:
-    """With METRICS_TOKEN set: that bearer token. Without: loopback clients only."""
-    if token:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                return hmac.compare_digest(value, f"Bearer {token}".encode())
-        return False
-    client = scope.get("client")
-    if not client:
-        return False
-    return client[0] in _LOOPBACK
-
-
-async def metrics_endpoint(scope: Scope, send: Send, token: str) -> None:
-    if not metrics_allowed(scope, token):
-        return await _json(send, 403, {"error": "metrics need METRICS_TOKEN or a loopback client"})
-    body, content_type = metrics.exposition()
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await json_response(send, 200 if ready else 503, payload)

@@ -53,9 +53,6 @@ COALESCED = Counter(
     "Requests that waited for another request's fetch of the same object.",
 )
 REDIS_ERRORS = Counter("mediacache_redis_errors", "Redis calls that failed or timed out.")
-EVOLUTION_SENDS = Counter(
-    "mediacache_evolution_sends", "Sends through Evolution API by result.", ["result"]
-)
 L1_BYTES = Gauge(
     "mediacache_l1_bytes", "Bytes held by the in-process tier.", multiprocess_mode="livesum"
 )
@@ -154,8 +151,6 @@ def publish(snapshot: Snapshot) -> None:
         COALESCED.inc(snapshot.coalesced)
     if snapshot.redis_errors:
         REDIS_ERRORS.inc(snapshot.redis_errors)
-    for result, count in snapshot.evolution.items():
-        EVOLUTION_SENDS.labels(result).inc(count)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -50,8 +50,7 @@ def snapshot_fields(snapshot: Snapshot) -> dict[str, float]:
         fields["coalesced"] = snapshot.coalesced
     if snapshot.redis_errors:
         fields["redis_err"] = snapshot.redis_errors
-    for result, count in snapshot.evolution.items():
-        fields[f"evo:{result}"] = count
+    fields.update(snapshot.events)
     return fields
 
 

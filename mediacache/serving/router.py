@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from mediacache.core.asgi_types import ASGIApp, Receive, Scope, Send
 from mediacache.engine import Engine
-from mediacache.observability import health
+from mediacache.observability import health, scrape
 from mediacache.observability.flusher import flush_forever
 from mediacache.serving.app import MediaApp
 from mediacache.serving.bodylimit import BodySizeLimit
@@ -56,7 +56,7 @@ class MediaRouter:
             if path == "/readyz":
                 return await health.readyz(self.engine, send)
             if path == "/metrics":
-                return await health.metrics_endpoint(
+                return await scrape.metrics_endpoint(
                     scope, send, self.engine.settings.METRICS_TOKEN
                 )
         elif scope["type"] == "lifespan":

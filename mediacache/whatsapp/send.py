@@ -20,11 +20,11 @@ import logging
 from django.db import models
 
 from evolution import EvolutionClient, EvolutionError, SendResult
-from mediacache.core.counters import STATS
 from mediacache.core.hashes import ORIGINAL_SUFFIX
 from mediacache.core.objects import MediaObject
 from mediacache.engine import get_engine
 from mediacache.registry import media_model
+from mediacache.whatsapp.counters import count_send
 from mediacache.whatsapp.limits import (
     check_sendable,
     file_name_for,
@@ -97,13 +97,13 @@ def send_via_evolution(
                 caption=caption,
             )
     except EvolutionError as exc:
-        STATS.evolution_send("failed")
+        count_send("failed")
         logger.error(
             "[CHAT] Evolution API response: status %s, send failed: %s",
             exc.status_code or "-",
             exc,
         )
         raise
-    STATS.evolution_send("sent")
+    count_send("sent")
     logger.info("[CHAT] Evolution API response: status 201")
     return result
