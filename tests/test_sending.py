@@ -181,3 +181,27 @@ def test_gateway_not_configured_is_503(api, settings, voice_note):
     assert response.status_code == 503
     assert "not configured" in response.json()["error"]
     assert not Message.objects.exists()
+
+
+def test_sends_are_counted_by_result_in_prometheus_and_the_series(api, evolution, voice_note):
+    from prometheus_client import REGISTRY
+
+    from mediacache.engine import get_engine
+    from mediacache.observability.flusher import flush_now
+
+    def sends(result: str) -> float:
+        labels = {"result": result}
+        return REGISTRY.get_sample_value("mediacache_evolution_sends_total", labels) or 0.0
+
+    engine = get_engine()
+    flush_now(engine)
+    before = engine.series.window(2).total("evo:sent"), sends("sent"), sends("failed")
+    created = upload(api, voice_note, "voice.ogg")
+    evolution.fail_next(500)
+    failed = send(api, created["id"])
+    assert failed.status_code == 502
+    assert api.post(f"/api/messages/{failed.json()['id']}/resend").status_code == 201
+    flush_now(engine)
+    assert sends("sent") == before[1] + 1
+    assert sends("failed") == before[2] + 1
+    assert engine.series.window(2).total("evo:sent") >= before[0] + 1
