@@ -10,20 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from django.core.management import CommandError, call_command
 
-from mediacache.retention import lifecycle
 from tests.conftest import BUCKET, s3_storage_settings
-
-OURS = lifecycle.desired_rule("chat/", 30)
-LOGS = {
-    "ID": "logs-to-glacier",
-    "Status": "Enabled",
-    "Filter": {"Prefix": "logs/"},
-    "Transitions": [{"Days": 60, "StorageClass": "GLACIER"}],
-}
-TMP = {"ID": "tmp-cleanup", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}
-
-
-# --- the command against the S3 endpoint --------------------------------------------
+from tests.unit.test_lifecycle_rules import LOGS, OURS, TMP
 
 
 @pytest.fixture
