@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYTHON VENV
 
-.PHONY: run test test-unit test-host lint format install clean bench replay chaos
+.PHONY: run test test-unit test-host lint format install clean bench replay chaos dist
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	./scripts/bootstrap.sh
@@ -62,3 +62,9 @@ SOAK ?= 60
 chaos: install
 	$(BIN)/python scripts/ensure_test_services.py
 	$(BIN)/python -m chaos.run --soak $(SOAK) $(CHAOS_ARGS)
+
+## The package: sdist and wheel in dist/, checked by twine (metadata, README rendering).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel -o dist .
+	$(BIN)/twine check --strict dist/*
