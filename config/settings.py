@@ -93,6 +93,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # django-ninja's templates and static files: /api/docs loads Swagger UI from
+    # here, not from a CDN (it works offline).
+    "ninja",
     "mediacache",
     "chat",
     "ops",

@@ -122,3 +122,21 @@ def test_openapi_schema_is_served(live):
     schema = httpx.get(f"{live.url}/api/openapi.json").json()
     assert "/api/attachments/" in schema["paths"]
     assert schema["components"]["securitySchemes"]
+
+
+def test_api_docs_work_offline(live):
+    """Swagger UI comes from django-ninja's bundled static files, served by the service
+    itself: no CDN, so /api/docs is not a blank page on a machine without internet."""
+    page = httpx.get(f"{live.url}/api/docs")
+    assert page.status_code == 200
+    html = page.text
+    urls = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls), html
+    assert any(url.endswith("swagger-ui.css") for url in urls), html
+    assert not re.search(r"https?://", html), "the page names an outside host"
+    for url in urls:
+        assert url.startswith("/static/"), url
+        asset = httpx.get(f"{live.url}{url}")
+        assert asset.status_code == 200, url
+        assert asset.content
+    assert "/api/openapi.json" in html  # what Swagger UI then loads, from the same service
