@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+# Every route of the service takes bodies only for Mediacache (uploads through the API,
+# /ops/ and the admin, the webhook's base64 media): all of them get the upload limit,
+# refused while streaming instead of spooled first. A host project lists its own.
+LIMITED_PATHS = ("/",)
+
 
 def build_application(engine=None):
     """The whole service; tests build one per server with their own engine."""
@@ -13,7 +18,7 @@ def build_application(engine=None):
 
     from mediacache.serving.router import with_media
 
-    return with_media(get_asgi_application(), engine)
+    return with_media(get_asgi_application(), engine, limit_paths=LIMITED_PATHS)
 
 
 application = build_application()

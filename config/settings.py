@@ -216,8 +216,15 @@ MEDIACACHE = {
     "WARM_ON_UPLOAD": env_bool("MEDIA_WARM_ON_UPLOAD", False),
     "LOG_HITS": env_bool("MEDIA_LOG_HITS", True),
     "STATS_INTERVAL": env_float("MEDIA_STATS_INTERVAL", 5.0),
-    # gc.freeze() once a worker has started: start-up objects leave the collector.
+    # gc.freeze() once a worker has started: start-up objects leave the collector
+    # (the engine's default is off, for host projects; the service's workers want it).
     "GC_FREEZE": env_bool("MEDIA_GC_FREEZE", True),
+    # The L1-hit shortcut under --http mediacache.fastpath:MediaHttpProtocol.
+    "FAST_PATH": env_bool("MEDIA_FAST_PATH", True),
+    # Answered before Django ("" = not served); the engine's defaults are "" (host projects).
+    "HEALTH_PATH": env_str("MEDIA_HEALTH_PATH", "/healthz"),
+    "READY_PATH": env_str("MEDIA_READY_PATH", "/readyz"),
+    "METRICS_PATH": env_str("MEDIA_METRICS_PATH", "/metrics"),
     # 404s one client may cause per window before it gets 429 (0: no limit).
     "NOT_FOUND_LIMIT": env_int("MEDIA_NOT_FOUND_LIMIT", 60),
     "NOT_FOUND_WINDOW": env_float("MEDIA_NOT_FOUND_WINDOW", 60.0),

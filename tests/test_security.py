@@ -12,6 +12,7 @@ import pytest
 
 from mediacache.core.hashes import HASH_BYTES, new_media_hash
 from tests.conftest import upload
+from tests.servers import serve_asgi
 from tests.test_failures import serve_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,33 @@ def test_upload_limit_is_enforced_while_streaming(api, api_key):
         assert streamed.status_code == 413
         assert streamed.json()["error"] == "upload too large"
     assert not MessageAttachment.objects.exists()
+
+
+def test_a_host_route_outside_the_limited_prefixes_reads_its_whole_body(live, settings):
+    """with_media(limit_paths=...) in a host project: only those prefixes get the
+    engine's 413; a body over the limit elsewhere reaches Django whole."""
+    from django.core.asgi import get_asgi_application
+
+    from mediacache.asgi import with_media
+    from mediacache.engine import Engine
+
+    settings.EVOLUTION = {**settings.EVOLUTION, "WEBHOOK_SECRET": "s"}
+    limit = 10_000
+    engine = Engine.from_django(MAX_UPLOAD_BYTES=limit)
+    app = with_media(get_asgi_application(), engine, limit_paths=("/api/",))
+    over = limit + 64 * 1024 + 50_000  # past the limit and its multipart allowance
+    body = b'{"event": "connection.update", "pad": "' + b"A" * over + b'"}'
+    with serve_asgi(app) as server:
+        elsewhere = httpx.post(
+            f"{server.url}/webhooks/evolution/",
+            content=body,
+            headers={"X-Webhook-Secret": "s", "Content-Type": "application/json"},
+        )
+        assert elsewhere.status_code == 200, elsewhere.text  # Django parsed all of it
+        assert elsewhere.json() == {"status": "ignored"}
+        limited = httpx.post(f"{server.url}/api/attachments/", content=body)
+        assert limited.status_code == 413
+        assert limited.json() == {"error": "upload too large"}
 
 
 def test_webhook_body_over_the_limit_is_413(live, settings):

@@ -50,7 +50,17 @@ class MediaSettings:
     METRICS_TOKEN: str = ""
     NOT_FOUND_LIMIT: int = 60
     NOT_FOUND_WINDOW: float = 60.0
-    GC_FREEZE: bool = True
+    # Paths answered before the host's Django ("" = not served, the path is the host's):
+    # off by default so a host's own /healthz or django-prometheus' /metrics stay its own.
+    HEALTH_PATH: str = ""
+    READY_PATH: str = ""
+    METRICS_PATH: str = ""
+    # gc.freeze() at a worker's start: right for the service's workers, a surprise
+    # inside a host's process, so off unless asked for (the service turns it on).
+    GC_FREEZE: bool = False
+    # The L1-hit shortcut of mediacache.fastpath (only under its --http protocol):
+    # False makes every request take the ASGI path, through the host's middleware.
+    FAST_PATH: bool = True
     # -- WhatsApp-ready media (mediacache.media, mediacache.whatsapp): WhatsApp's limits
     VOICE_VARIANTS: bool = True
     VOICE_SAMPLE_RATE: int = 48000

@@ -12,14 +12,21 @@ class BodySizeLimit:
 
     Django's ASGI handler reads the whole body before the view runs; without this
     an oversized upload would be spooled to disk in full before being refused.
+    Only paths under ``prefixes`` are limited (default: all): inside a host project
+    the host's other routes keep their own rules.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, *, prefixes: tuple[str, ...] = ("/",)) -> None:
         self.app = app
         self.limit = limit
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("POST", "PUT", "PATCH")
+            or not scope["path"].startswith(self.prefixes)
+        ):
             return await self.app(scope, receive, send)
         for name, value in scope["headers"]:
             if name == b"content-length":

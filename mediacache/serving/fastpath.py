@@ -18,7 +18,8 @@ Production names it as uvicorn's protocol class (``scripts/serve.sh``)::
 
     uvicorn config.asgi:application --loop uvloop --http mediacache.fastpath:MediaHttpProtocol
 
-plain ``--http httptools`` serves the same answers without the shortcut.
+plain ``--http httptools`` serves the same answers without the shortcut, as does
+``MEDIACACHE["FAST_PATH"] = False`` (for ASGI middleware that must see every request).
 
 The shortcut leans on uvicorn internals, all listed in ``UVICORN_NAMES``.
 ``tests/unit/test_contracts.py`` checks them against the installed uvicorn; and
@@ -177,12 +178,17 @@ _NO_SHORTCUT: Final = _Shortcut.OFF
 
 
 def media_app_of(app: object) -> tuple[bytes, MediaApp] | Literal[_Shortcut.OFF] | None:
-    """(prefix, media app) of the MediaRouter inside uvicorn's middleware wrappers;
-    ``_NO_SHORTCUT`` when there is none or its L1 is off; None: not started yet."""
+    """(prefix, media app) of the MediaRouter inside the middleware wrapping it
+    (uvicorn's, and any that keeps its inner app as ``.app``, such as Sentry's or
+    OpenTelemetry's: those do not see the hits answered here); ``_NO_SHORTCUT``
+    when there is none, its L1 is off or ``FAST_PATH`` is False; None: not started
+    yet. Called once per connection."""
     from mediacache.serving.router import MediaRouter
 
     for _ in range(8):
         if isinstance(app, MediaRouter):
+            if not app.engine.settings.FAST_PATH:
+                return _NO_SHORTCUT
             media = app.media_app
             if media is None:
                 return None

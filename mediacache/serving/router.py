@@ -1,7 +1,9 @@
 """ASGI plumbing: route ``/media/`` to the media app, the rest to Django.
 
-Also owns the lifespan (one service per event loop, closed on shutdown), and
-:func:`with_media`, which wraps a host project's Django application.
+Also owns the lifespan (one service per event loop, closed on shutdown), the
+optional health and metrics paths (``HEALTH_PATH``, ``READY_PATH``,
+``METRICS_PATH``), and :func:`with_media`, which wraps a host project's Django
+application.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, cast
 
 from mediacache.core.asgi_types import ASGIApp, Receive, Scope, Send
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mediacache.asgi")
 
+Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 
 class MediaRouter:
     def __init__(self, django_app: ASGIApp, engine: Engine, *, prefix: str = "/media/") -> None:
@@ -31,6 +36,39 @@ class MediaRouter:
         self.prefix = prefix
         self.media_app: MediaApp | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self.endpoints = self._endpoints()
+
+    def _endpoints(self) -> dict[str, Endpoint]:
+        """The health and metrics paths the settings turn on, by path (one dict
+        lookup per request); a path that could never be reached is refused."""
+        settings = self.engine.settings
+        engine = self.engine
+
+        async def ready(scope: Scope, receive: Receive, send: Send) -> None:
+            await health.readyz(engine, send)
+
+        async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
+            await scrape.metrics_endpoint(scope, send, settings.METRICS_TOKEN)
+
+        wanted: list[tuple[str, str, Endpoint]] = [
+            ("HEALTH_PATH", settings.HEALTH_PATH, health.healthz),
+            ("READY_PATH", settings.READY_PATH, ready),
+            ("METRICS_PATH", settings.METRICS_PATH, metrics),
+        ]
+        endpoints: dict[str, Endpoint] = {}
+        for key, path, endpoint in wanted:
+            if not path:
+                continue
+            if not path.startswith("/") or path.startswith(self.prefix) or path in endpoints:
+                from django.core.exceptions import ImproperlyConfigured
+
+                raise ImproperlyConfigured(
+                    f"MEDIACACHE[{key!r}] = {path!r}: a path starting with '/', outside "
+                    f"{self.prefix!r} and unlike the other health and metrics paths, "
+                    "or '' to leave it to the host"
+                )
+            endpoints[path] = endpoint
+        return endpoints
 
     def _media(self) -> MediaApp:
         if self.media_app is None:
@@ -51,14 +89,9 @@ class MediaRouter:
                 # Not None: _start() made it, at the lifespan's start-up or just above;
                 # a check here would cost every request.
                 return await self.media_app(scope, receive, send)  # type: ignore[misc, return-value]
-            if path == "/healthz":
-                return await health.healthz(scope, receive, send)
-            if path == "/readyz":
-                return await health.readyz(self.engine, send)
-            if path == "/metrics":
-                return await scrape.metrics_endpoint(
-                    scope, send, self.engine.settings.METRICS_TOKEN
-                )
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                return await endpoint(scope, receive, send)
         elif scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         return await self.django_app(scope, receive, send)
@@ -66,10 +99,12 @@ class MediaRouter:
     def _start(self) -> None:
         """Background work of this process: the invalidation listener, the stats flusher.
 
-        Then ``gc.freeze()`` (``MEDIA_GC_FREEZE``): the ~100,000 objects Django and
-        the app made at start-up live as long as the worker, yet every full
-        collection walked them (18-25 ms measured, 85-180 ms on a loaded machine),
-        a pause that lands on requests in flight and on Redis calls timed at 100 ms.
+        Then ``gc.freeze()`` (``GC_FREEZE``; off by default, on in the service through
+        ``MEDIA_GC_FREEZE``): the ~100,000 objects Django and the app made at start-up
+        live as long as the worker, yet every full collection walked them (18-25 ms
+        measured, 85-180 ms on a loaded machine), a pause that lands on requests in
+        flight and on Redis calls timed at 100 ms. A host project's process may hold
+        objects it means to free, so there it is the host's choice.
         """
         self._media().service.start()
         self._flusher = asyncio.ensure_future(
@@ -95,10 +130,20 @@ class MediaRouter:
                 return
 
 
-def with_media(django_app: ASGIHandler | ASGIApp, engine: Engine | None = None) -> MediaRouter:
-    """Wrap a Django ASGI application: ``/media/``, ``/healthz``, ``/readyz`` and
-    ``/metrics`` are answered before Django, request bodies are size-limited, and
-    start-up refuses a configuration the ``mediacache`` system checks reject.
+def with_media(
+    django_app: ASGIHandler | ASGIApp,
+    engine: Engine | None = None,
+    *,
+    limit_paths: str | Iterable[str] = (),
+) -> MediaRouter:
+    """Wrap a Django ASGI application: ``/media/`` (and the health and metrics paths
+    the settings turn on) are answered before Django, and start-up refuses a
+    configuration the ``mediacache`` system checks reject.
+
+    ``limit_paths``: path prefixes whose POST/PUT/PATCH bodies get 413 past
+    ``MAX_UPLOAD_BYTES`` while they stream in (:class:`BodySizeLimit`); every other
+    path of the host is left alone. The engine's own ``/media/`` takes no bodies, so
+    the default limits nothing; the service passes its upload routes.
 
     In a host project's asgi.py::
 
@@ -123,6 +168,9 @@ def with_media(django_app: ASGIHandler | ASGIApp, engine: Engine | None = None) 
         from mediacache.engine import get_engine
 
         engine = get_engine()
-    # Multipart framing adds a little to the file itself.
-    limit = engine.settings.MAX_UPLOAD_BYTES + 64 * 1024
-    return MediaRouter(BodySizeLimit(app, limit), engine)
+    prefixes = (limit_paths,) if isinstance(limit_paths, str) else tuple(limit_paths)
+    if prefixes:
+        # Multipart framing adds a little to the file itself.
+        limit = engine.settings.MAX_UPLOAD_BYTES + 64 * 1024
+        app = BodySizeLimit(app, limit, prefixes=prefixes)
+    return MediaRouter(app, engine)
