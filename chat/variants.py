@@ -149,7 +149,8 @@ def prepare(
     """Make the variant of ``upload`` in a temporary file (removed on exit).
 
     Raises :class:`UndecodableMedia` when a required conversion fails and
-    ``strict``; otherwise logs and yields an empty :class:`Prepared`.
+    ``strict``; otherwise logs and yields an empty :class:`Prepared`. Its reason
+    names the upload by its file name, never by a path on this server.
     """
     plan = wants(kind, upload.size or 0, voice_note=voice_note, images=images)
     if plan is None:
@@ -158,8 +159,9 @@ def prepare(
     action, required = plan
     workdir = tempfile.mkdtemp(prefix="mediacache-variant-")
     try:
+        name = os.path.basename(upload.name or "") or transcode.THE_FILE
         with local_path(upload) as in_path:
-            prepared = _run(action, in_path, workdir, required=required and strict)
+            prepared = _run(action, in_path, workdir, required=required and strict, name=name)
         if action.startswith("voice") and prepared.has_variant:
             base = kind.mime_type.split(";", 1)[0].lower()
             prepared.original_mime_type = AUDIO_TYPE_OF_CONTAINER.get(base)
@@ -168,21 +170,21 @@ def prepare(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(action: str, in_path: str, workdir: str, *, required: bool) -> Prepared:
+def _run(action: str, in_path: str, workdir: str, *, required: bool, name: str) -> Prepared:
     started = time.perf_counter()
     try:
         if action == "probe":
-            outcome = transcode.probe(in_path)
+            outcome = transcode.probe(in_path, name=name)
             return Prepared(media_info=outcome.probe)
         if action == "image":
             out_path = os.path.join(workdir, "variant.jpg")
-            outcome = transcode.jpeg_variant(in_path, out_path)
+            outcome = transcode.jpeg_variant(in_path, out_path, name=name)
             prepared = _from_file(out_path, "image/jpeg", ".jpg")
             prepared.media_info = {**outcome.probe, "variant": _image_fields(outcome.data)}
             return prepared
         out_path = os.path.join(workdir, "variant.ogg")
         outcome = transcode.voice_variant(
-            in_path, out_path, skip_if_video=action == "voice-or-video"
+            in_path, out_path, skip_if_video=action == "voice-or-video", name=name
         )
     except TranscodeError as exc:
         if required:

@@ -98,6 +98,27 @@ def test_undecodable_audio_is_refused_and_nothing_is_stored(api, s3):
     assert stored_keys(s3) == []
 
 
+@pytest.mark.parametrize("size", [5000, 3 * 1024 * 1024], ids=["in-memory", "spooled-to-disk"])
+def test_decoder_errors_name_the_upload_never_a_server_path(api, size):
+    """The decoder names the file it could not read; the client sees its own file name."""
+    import tempfile
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    broken = audio("ogg_opus_mono", 1.0)[:200] + b"\x00" * size
+    mp3ish = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * (size // 4)
+    named = []
+    for name, body in (("broken.ogg", broken), ("voice memo.mp3", mp3ish)):
+        response = api.post("/api/attachments/", files={"file": (name, body)})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error.startswith("the file could not be decoded: ")
+        for server_path in ("/tmp", tempfile.gettempdir(), root, "mediacache-in-", ".upload"):
+            assert server_path not in error, error
+        named.append(name in error)
+    assert any(named)  # where the decoder names the file, it is by the client's name
+
+
 def test_flagged_voice_note_must_be_audio(api):
     response = api.post(
         "/api/attachments/", files={"file": ("x.png", png())}, data={"voice_note": "true"}

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +40,20 @@ __all__ = [
     "probe",
     "run_child",
     "voice_variant",
+    "without_paths",
 ]
+
+# What a file is called in an error when the caller gives no name.
+THE_FILE = "the file"
+_OUTPUT = "the converted file"
+# An absolute path the known ones did not cover (a crash's traceback, a decoder that
+# names a file of its own): a slash after a word, dot or colon is not one ("audio/ogg").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s'\"/:,;()\[\]]+/)+[^\s'\"/:,;()\[\]]*")
 
 
 class TranscodeError(Exception):
-    """The file could not be decoded or converted; ``reason`` is the decoder's word."""
+    """The file could not be decoded or converted; ``reason`` is the decoder's word,
+    with no server path in it (it goes back to clients as it is)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -76,8 +87,26 @@ class Outcome:
         return self.data.get("probe") or {}
 
 
-def run_child(args: list[str], timeout: float) -> Outcome:
-    """Run one command in a child process; TranscodeError on failure, timeout or crash."""
+def without_paths(text: str, names: Mapping[str, str]) -> str:
+    """``text`` with each known path (key of ``names``) replaced by its name, and any
+    other absolute path by "a server file".
+
+    The decoder names the file it could not read (``... processing input:
+    '/tmp/mediacache-in-x1y2'``), and that text reaches API clients: the one place
+    where a child's words leave for the caller, so the one place paths are taken out.
+    """
+    for path, name in sorted(names.items(), key=lambda item: -len(item[0])):
+        if path:
+            text = text.replace(path, name)
+    return _ABSOLUTE_PATH.sub("a server file", text)
+
+
+def run_child(args: list[str], timeout: float, names: Mapping[str, str] | None = None) -> Outcome:
+    """Run one command in a child process; TranscodeError on failure, timeout or crash.
+
+    ``names``: path -> what to call it in an error (the upload's own name, or "the
+    file"); no error carries a server path.
+    """
     command = [sys.executable, "-m", "mediacache.media.encoders", *args]
     nice = str(media_settings().TRANSCODE_NICE)
     try:
@@ -97,16 +126,34 @@ def run_child(args: list[str], timeout: float) -> Outcome:
         data = None
     if not isinstance(data, dict):
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise TranscodeError(f"converter crashed (exit {done.returncode}): {tail[0][:300]}")
+        reason = without_paths(tail[0], names or {})[:300]
+        raise TranscodeError(f"converter crashed (exit {done.returncode}): {reason}")
     if not data.get("ok"):
-        raise TranscodeError(str(data.get("error") or "conversion failed"))
+        raise TranscodeError(
+            without_paths(str(data.get("error") or "conversion failed"), names or {})
+        )
     return Outcome(data)
 
 
+def _names(in_path: str, out_path: str | None, name: str) -> dict[str, str]:
+    names = {in_path: name or THE_FILE}
+    if out_path:
+        names[out_path] = _OUTPUT
+    return names
+
+
 def voice_variant(
-    in_path: str, out_path: str, *, skip_if_video: bool = False, timeout: float | None = None
+    in_path: str,
+    out_path: str,
+    *,
+    skip_if_video: bool = False,
+    timeout: float | None = None,
+    name: str = THE_FILE,
 ) -> Outcome:
-    """Ogg Opus mono at ``VOICE_SAMPLE_RATE`` into ``out_path`` (untouched on passthrough)."""
+    """Ogg Opus mono at ``VOICE_SAMPLE_RATE`` into ``out_path`` (untouched on passthrough).
+
+    ``name``: what an error calls the input (the upload's file name), never its path.
+    """
     args = [
         "voice",
         in_path,
@@ -116,10 +163,13 @@ def voice_variant(
     ]
     if skip_if_video:
         args.append("--skip-if-video")
-    return run_child(args, timeout or media_settings().TRANSCODE_TIMEOUT)
+    timeout = timeout or media_settings().TRANSCODE_TIMEOUT
+    return run_child(args, timeout, _names(in_path, out_path, name))
 
 
-def jpeg_variant(in_path: str, out_path: str, *, timeout: float | None = None) -> Outcome:
+def jpeg_variant(
+    in_path: str, out_path: str, *, timeout: float | None = None, name: str = THE_FILE
+) -> Outcome:
     args = [
         "image",
         in_path,
@@ -127,8 +177,10 @@ def jpeg_variant(in_path: str, out_path: str, *, timeout: float | None = None) -
         str(media_settings().IMAGE_MAX_BYTES),
         str(media_settings().IMAGE_MAX_SIDE),
     ]
-    return run_child(args, timeout or media_settings().TRANSCODE_TIMEOUT)
+    timeout = timeout or media_settings().TRANSCODE_TIMEOUT
+    return run_child(args, timeout, _names(in_path, out_path, name))
 
 
-def probe(in_path: str, *, timeout: float | None = None) -> Outcome:
-    return run_child(["probe", in_path], timeout or media_settings().TRANSCODE_TIMEOUT)
+def probe(in_path: str, *, timeout: float | None = None, name: str = THE_FILE) -> Outcome:
+    timeout = timeout or media_settings().TRANSCODE_TIMEOUT
+    return run_child(["probe", in_path], timeout, _names(in_path, None, name))
