@@ -2,8 +2,10 @@
 
 A bucket is often shared (logs, backups, another app's prefix), so we never
 overwrite its configuration: read every rule, replace only the one carrying our
-ID, and write back only when something changed. That makes the command safe to
-run on every deploy. Everything here is pure (boto3-shaped dicts in, dicts out);
+ID, and write back only when something changed, so a rerun changes nothing. (What
+a new rule expires at once is another matter: ``widens`` says when the objects
+already in the bucket must be counted first.) Everything here is pure (boto3-shaped
+dicts in, dicts out);
 the store adapter (``read_lifecycle``/``write_lifecycle``) talks to the bucket.
 """
 
@@ -118,6 +120,25 @@ def plan(existing: Sequence[Mapping[str, Any]], desired: Rule) -> Plan:
         return Plan(list(map(dict, existing)), "unchanged", current)
     rules = [desired if rule.get("ID") == desired["ID"] else dict(rule) for rule in existing]
     return Plan(rules, "update", current)
+
+
+def widens(current: Mapping[str, Any] | None, desired: Rule) -> bool:
+    """Whether putting ``desired`` where ``current`` is may expire objects the bucket keeps now.
+
+    A new rule does, and so does one that replaces a disabled rule, a rule narrowed by
+    tags or sizes, one over another prefix, or one with more days (or a date). Only then
+    must the objects it would expire at once be counted; a longer retention is safe.
+    """
+    if current is None or current.get("Status") != "Enabled":
+        return True
+    theirs = canonical(current)
+    if set(theirs.get("Filter", {})) - {"Prefix"}:
+        return True
+    days = theirs.get("Expiration", {}).get("Days")
+    if not isinstance(days, int) or set(theirs["Expiration"]) != {"Days"}:
+        return True
+    ours = rule_prefix(desired)
+    return not ours.startswith(rule_prefix(theirs)) or desired["Expiration"]["Days"] < days
 
 
 def overlapping(rules: Sequence[Mapping[str, Any]], desired: Rule) -> list[Rule]:

@@ -108,3 +108,29 @@ def test_a_local_directory_has_no_lifecycle_rules(tmp_path):
 
 def test_to_json_is_what_the_aws_cli_takes():
     assert json.loads(lifecycle.to_json([OURS])) == {"Rules": [OURS]}
+
+
+# --- which changes can expire objects the bucket keeps now ------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "widens"),
+    [
+        (None, True),  # a new rule
+        (OURS, False),  # the same rule
+        ({**OURS, "Expiration": {"Days": 90}}, True),  # a shorter retention
+        ({**OURS, "Expiration": {"Days": 7}}, False),  # a longer one: nothing goes earlier
+        ({**OURS, "Status": "Disabled"}, True),
+        ({**OURS, "Filter": {"Prefix": "chat/voice/"}}, True),  # ours covers more
+        ({**OURS, "Filter": {"Prefix": ""}, "Expiration": {"Days": 60}}, True),
+        ({**OURS, "Filter": {"Prefix": ""}, "Expiration": {"Days": 30}}, False),
+        (
+            {**OURS, "Filter": {"And": {"Prefix": "chat/", "Tags": [{"Key": "a", "Value": "b"}]}}},
+            True,
+        ),
+        ({**OURS, "Expiration": {"Date": "2030-01-01T00:00:00Z"}}, True),
+        ({"ID": OURS["ID"], "Status": "Enabled", "Filter": {"Prefix": "chat/"}}, True),
+    ],
+)
+def test_a_rule_widens_when_it_may_expire_what_the_bucket_keeps_now(current, widens):
+    assert lifecycle.widens(current, OURS) is widens
