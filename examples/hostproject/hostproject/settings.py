@@ -61,4 +61,10 @@ MEDIACACHE = {
         "sha256": None,
     },
     "REDIS_URL": os.environ.get("HOST_REDIS_URL", "redis://127.0.0.1:6379/10"),
+    # The largest attachment this backend takes (its asgi.py limits /inbox/upload to it).
+    "MAX_UPLOAD_BYTES": 8 * 1024 * 1024,
+    # The engine's readiness (Redis, the store) for the host's probe, under a path of
+    # the host's choosing; HEALTH_PATH and METRICS_PATH stay "" (the default): /healthz
+    # and /metrics are the host's own (urls.py).
+    "READY_PATH": "/mediacache/readyz",
 }
