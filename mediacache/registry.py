@@ -11,6 +11,10 @@ Ogg Opus, an image as JPEG): ``variant`` (file), ``variant_mime_type``,
 ``variant_size``, ``variant_sha256``. Where it has them, ``/media/{hash}``
 serves the variant and ``/media/{hash}/original`` the upload as it came; a model
 without them (and without a mapping naming them) simply has no variants.
+
+``purged_at`` (a nullable date) marks a row whose objects ``purge_expired_media``
+deleted after expiry; a model without one (and no mapping naming one) has None
+there, and the purge refuses to run on it (see :mod:`mediacache.retention.purge`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from mediacache.core.objects import MediaObject
 
 # Optional fields: dropped (None) when the model lacks them and FIELDS does not name them.
 VARIANT_FIELDS = ("variant", "variant_content_type", "variant_size", "variant_sha256")
+DROPPED_WHEN_ABSENT = (*VARIANT_FIELDS, "purged_at")
+# Fields the purge alone reads: the resolver does not load them for every miss.
+NOT_SERVED = frozenset({"purged_at"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class FieldMap:
     variant_content_type: str | None = "variant_mime_type"
     variant_size: str | None = "variant_size"
     variant_sha256: str | None = "variant_sha256"
+    purged_at: str | None = "purged_at"
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,9 @@ class MediaModel:
         )
 
     def loaded_fields(self) -> list[str]:
-        names = [getattr(self.fields, f.name) for f in fields(self.fields)]
+        names = [
+            getattr(self.fields, f.name) for f in fields(self.fields) if f.name not in NOT_SERVED
+        ]
         return ["media_hash", *(n for n in names if n)]
 
 
@@ -150,7 +160,9 @@ def media_model() -> MediaModel:
     names = {f.name for f in model._meta.get_fields()}
     defaults = FieldMap()
     absent = {
-        n: None for n in VARIANT_FIELDS if n not in configured and getattr(defaults, n) not in names
+        n: None
+        for n in DROPPED_WHEN_ABSENT
+        if n not in configured and getattr(defaults, n) not in names
     }
     field_map = FieldMap(**{**absent, **configured})
     missing = [n for n in ("media_hash", "short_url", field_map.file) if n not in names]
