@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from mediacache.core.expiry import DEFAULT_EXPIRY, expiry_for
 from mediacache.core.hashes import new_media_hash
 from mediacache.core.links import ShortLinked, short_url_for
 from mediacache.core.settings import media_settings
@@ -24,10 +25,24 @@ _HASH_ATTEMPTS = 5
 def fill_short_link(
     instance: ShortLinked, expires_field: str | None = None, created_field: str | None = None
 ) -> None:
-    """Give ``instance`` a hash (if it has none), its link and its expiry (if unset)."""
-    if expires_field and getattr(instance, expires_field, None) is None:
+    """Give ``instance`` a hash (if it has none) and its link, and an expiry (if unset) when
+    the link is made: a new row, or a legacy row that gets its hash now.
+
+    The expiry follows the backfill's default policy (``mediacache.core.expiry``), so a
+    legacy row saved long after its upload gets a live link, not a dead one. A row that
+    has its link keeps its expiry as it is: one the backfill left without
+    (``--expires never``) is not given one by a later save."""
+    adding = getattr(getattr(instance, "_state", None), "adding", True)
+    making_link = adding or not instance.media_hash
+    if making_link and expires_field and getattr(instance, expires_field, None) is None:
         created = getattr(instance, created_field, None) if created_field else None
-        setattr(instance, expires_field, (created or timezone.now()) + media_settings().retention)
+        expiry = expiry_for(
+            DEFAULT_EXPIRY,
+            now=timezone.now(),
+            retention=media_settings().retention,
+            created=created,
+        )
+        setattr(instance, expires_field, expiry)
     if not instance.media_hash:
         instance.media_hash = new_media_hash()
     instance.short_url = short_url_for(instance.media_hash)
@@ -38,7 +53,8 @@ class ShortLinkMixin(models.Model):
     media_hash = models.CharField(max_length=32, unique=True, db_index=True, null=True, blank=True)
     short_url = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
-    # Where the expiry goes (upload time + MEDIACACHE["RETENTION_DAYS"]), if anywhere.
+    # Where the expiry (now + MEDIACACHE["RETENTION_DAYS"] for a row without one) and the
+    # upload time live, if anywhere.
     media_expires_field: str | None = None
     media_created_field: str | None = None
 

@@ -1,4 +1,5 @@
-"""generate_media_hashes on PostgreSQL: 10,000 legacy rows, rows that have hashes, reruns."""
+"""generate_media_hashes on PostgreSQL: 10,000 legacy rows, rows that have hashes, reruns,
+and the expiry old rows get (their new links served by the running service)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import io
 import re
 from datetime import timedelta
 
+import httpx
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from chat.models import MessageAttachment
 from mediacache.core.hashes import is_media_hash, new_media_hash
+from tests.conftest import BUCKET
 
 pytestmark = pytest.mark.django_db
 
@@ -91,19 +94,105 @@ def test_dry_run_changes_nothing(hashed):
 
 
 def test_small_batches_and_missing_expiry(settings):
+    """Rows 40 days old: by default their expiry counts from the backfill, not the upload."""
     settings.PUBLIC_BASE_URL = BASE
     created = timezone.now() - timedelta(days=40)
     legacy_rows(7, created_at=created)
     set_expiry = timezone.now() + timedelta(days=3)
     legacy_rows(2, expires_at=set_expiry)
 
+    before = timezone.now()
     output = backfill("--batch-size", "3")
+    after = timezone.now()
 
+    assert "Expiry of rows without one (from-now): now + 30 days." in output
     assert "Hashed 9 row(s)" in output
     assert "expiry set on 7" in output
     assert len(re.findall(r"^\[[#.]{30}\] ", output, re.MULTILINE)) == 3
     expiries = sorted(MessageAttachment.objects.values_list("expires_at", flat=True))
-    assert expiries == [created + timedelta(days=30)] * 7 + [set_expiry] * 2
+    assert expiries[:2] == [set_expiry] * 2  # a row with an expiry keeps it
+    assert len(set(expiries[2:])) == 1  # one "now" for the run
+    assert before + timedelta(days=30) <= expiries[2] <= after + timedelta(days=30)
+
+
+# --- the expiry of rows older than the retention ------------------------------------
+
+NINETY_DAYS = timedelta(days=90)
+
+
+def expiries() -> set:
+    return set(MessageAttachment.objects.values_list("expires_at", flat=True))
+
+
+def test_from_created_counts_from_the_upload(settings):
+    created = timezone.now() - NINETY_DAYS
+    legacy_rows(4, created_at=created)
+    output = backfill("--expires", "from-created")
+    assert (
+        "(from-created): upload time + 30 days (rows uploaded before that get links that answer 404"
+        in output
+    )
+    assert "expiry set on 4" in output
+    assert expiries() == {created + timedelta(days=30)}
+
+
+def test_never_leaves_the_rows_without_expiry_and_a_later_save_keeps_it(settings):
+    legacy_rows(4, created_at=timezone.now() - NINETY_DAYS)
+    assert "(0 also an expiry)" in backfill("--expires", "never", "--dry-run")
+    output = backfill("--expires", "never")
+    assert "(never): none: the link and the object are kept until deleted" in output
+    assert "expiry set on 0" in output
+    assert expiries() == {None}
+    row = MessageAttachment.objects.first()
+    row.mime_type = "audio/mpeg"
+    row.save()  # has its link: save() leaves its expiry as the backfill chose
+    assert expiries() == {None}
+
+
+def test_a_legacy_row_saved_before_the_backfill_gets_the_same_expiry(settings):
+    """save() and the backfill share the default: now + retention, never a dead link."""
+    legacy_rows(2, created_at=timezone.now() - NINETY_DAYS)
+    saved, backfilled = MessageAttachment.objects.order_by("pk")
+    before = timezone.now()
+    saved.save()
+    backfill()
+    after = timezone.now()
+    saved.refresh_from_db()
+    backfilled.refresh_from_db()
+    for row in (saved, backfilled):
+        assert is_media_hash(row.media_hash)
+        assert before + timedelta(days=30) <= row.expires_at <= after + timedelta(days=30)
+
+
+def test_unknown_policy_is_refused():
+    with pytest.raises(CommandError, match="invalid choice: 'forever'"):
+        backfill("--expires", "forever")
+
+
+def old_attachment(s3, key: str, body: bytes) -> MessageAttachment:
+    """A row and its object from 90 days ago, from before short links."""
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="audio/ogg")
+    created = timezone.now() - NINETY_DAYS
+    (row,) = MessageAttachment.objects.bulk_create(
+        [MessageAttachment(file=key, mime_type="audio/ogg", size=len(body), created_at=created)]
+    )
+    return row
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [((), 200), (("--expires", "never"), 200), (("--expires", "from-created"), 404)],
+)
+def test_the_link_of_a_row_90_days_old(live, s3, voice_note, args, status):
+    """Served by the running service: live by default, dead at once only when asked."""
+    row = old_attachment(s3, "chat/2025/09/01/old.ogg", voice_note)
+    backfill(*args)
+    row.refresh_from_db()
+    assert row.short_url == f"{live.url}/media/{row.media_hash}"
+    response = httpx.get(row.short_url)
+    assert response.status_code == status
+    if status == 200:
+        assert response.content == voice_note
 
 
 def test_a_collision_is_retried_row_by_row(settings, hashed, monkeypatch):

@@ -5,20 +5,29 @@ so a row that got its hash meanwhile (an admin save, a second run) is skipped,
 never overwritten, and nothing that already has a hash is touched. Resumable
 without state: a stopped run leaves hashed rows behind it, and the next run only
 sees the rest. Batches walk the primary key, so each is a short transaction.
+
+A row without an expiry gets one by ``--expires`` (``mediacache.core.expiry``): by
+default now + retention, the same as ``save()`` gives it, because upload time +
+retention is already past for a row older than the retention, and its new link
+would be dead on arrival.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import IntegrityError, transaction
-from django.db.models import CharField, F, Model, Q, QuerySet, Value
-from django.db.models.functions import Concat
+from django.db.models import CharField, DateTimeField, F, Model, Q, QuerySet, Value
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Coalesce, Concat
+from django.utils import timezone
 
+from mediacache.core.expiry import DEFAULT_EXPIRY, ExpiryPolicy
 from mediacache.core.hashes import new_media_hash
 from mediacache.core.links import short_url_for
 from mediacache.core.settings import media_settings
@@ -108,11 +117,24 @@ def expected_url() -> Concat:
     return Concat(Value(short_url_for("")), F("media_hash"), output_field=CharField())
 
 
+def expiry_value(target: Target, policy: ExpiryPolicy, now: datetime) -> Combinable | None:
+    """The expiry a row without one gets, as the database computes it for the batch
+    (``mediacache.core.expiry.expiry_for`` per row); None: nothing to write."""
+    if target.expires_at is None or policy is ExpiryPolicy.NEVER:
+        return None
+    retention = media_settings().retention
+    from_now = Value(now + retention, output_field=DateTimeField())
+    if policy is ExpiryPolicy.FROM_CREATED and target.created_at:
+        return Coalesce(F(target.created_at) + retention, from_now, output_field=DateTimeField())
+    return from_now
+
+
 class Command(BaseCommand):
     help = (
         "Give every attachment without a media hash its hash and short URL (and its expiry, "
-        "if it has none). Batched, resumable, safe while the service runs. With "
-        "--rebuild-urls, also rewrite short_url of every row to the current PUBLIC_BASE_URL."
+        "if it has none: see --expires). Batched, resumable, safe while the service runs. "
+        "With --rebuild-urls, also rewrite short_url of every row to the current "
+        "PUBLIC_BASE_URL."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -127,6 +149,17 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Count what would change; write nothing."
         )
         parser.add_argument(
+            "--expires",
+            choices=[policy.value for policy in ExpiryPolicy],
+            default=DEFAULT_EXPIRY.value,
+            help="The expiry of a row that has none: from-now (default) = now + "
+            "MEDIA_RETENTION_DAYS, as save() gives it, so every new link is live; "
+            "from-created = upload time + retention, so rows older than the retention get "
+            "links that answer 404 at once (pair it with a bucket rule that expires their "
+            "objects); never = no expiry, the link and the object are kept until deleted. "
+            "A row with an expiry keeps it.",
+        )
+        parser.add_argument(
             "--rebuild-urls",
             action="store_true",
             help="Also rewrite short_url of rows that have a hash, where it differs from "
@@ -139,23 +172,26 @@ class Command(BaseCommand):
         model: str | None,
         batch_size: int,
         dry_run: bool,
+        expires: str,
         rebuild_urls: bool,
         **options: Any,
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         target = target_for(model)
+        policy = ExpiryPolicy(expires)
         self.stdout.write(f"{target.model._meta.label}; short URLs: {short_url_for('<hash>')}")
+        self.stdout.write(_expiry_line(target, policy))
         if dry_run:
-            self._dry_run(target, rebuild_urls)
+            self._dry_run(target, policy, rebuild_urls)
             return
-        self._backfill(target, batch_size)
+        self._backfill(target, batch_size, expiry_value(target, policy, timezone.now()))
         if rebuild_urls:
             self._rebuild_urls(target, batch_size)
 
     # --- hashes -----------------------------------------------------------------------
 
-    def _backfill(self, target: Target, batch_size: int) -> None:
+    def _backfill(self, target: Target, batch_size: int, expiry: Combinable | None) -> None:
         queryset = rows_without_hash(target)
         total = queryset.count()
         self.stdout.write(f"{total:,} row(s) without a media hash.")
@@ -164,7 +200,7 @@ class Command(BaseCommand):
         last_pk = 0
         while pks := _next_pks(queryset, last_pk, batch_size):
             last_pk = pks[-1]
-            batch = _hash_batch(target, pks)
+            batch = _hash_batch(target, pks, expiry)
             hashed += batch.updated
             skipped += len(pks) - batch.updated
             retried += batch.retried
@@ -197,11 +233,11 @@ class Command(BaseCommand):
         progress.finish()
         self.stdout.write(self.style.SUCCESS(f"Rewrote {rewritten:,} short URL(s)."))
 
-    def _dry_run(self, target: Target, rebuild_urls: bool) -> None:
+    def _dry_run(self, target: Target, policy: ExpiryPolicy, rebuild_urls: bool) -> None:
         missing = rows_without_hash(target)
         expiries = (
             missing.filter(**{f"{target.expires_at}__isnull": True}).count()
-            if target.expires_at
+            if expiry_value(target, policy, timezone.now()) is not None
             else 0
         )
         self.stdout.write(
@@ -220,7 +256,7 @@ class BatchResult(NamedTuple):
     expiries: int  # rows that also got an expiry
 
 
-def _hash_batch(target: Target, pks: list[int]) -> BatchResult:
+def _hash_batch(target: Target, pks: list[int], expiry: Combinable | None) -> BatchResult:
     """One UPDATE for the batch; on a (128-bit, so rare) collision, row by row.
 
     The expiry is filled in the same transaction, so a run stopped at any point
@@ -230,11 +266,11 @@ def _hash_batch(target: Target, pks: list[int]) -> BatchResult:
     try:
         with transaction.atomic():
             updated = rows_without_hash(target).bulk_update(rows, ["media_hash", "short_url"])
-            return BatchResult(updated, 0, _fill_expiry(target, pks))
+            return BatchResult(updated, 0, _fill_expiry(target, pks, expiry))
     except IntegrityError:
         with transaction.atomic():
             updated = sum(_hash_one(target, pk) for pk in pks)
-            return BatchResult(updated, len(pks), _fill_expiry(target, pks))
+            return BatchResult(updated, len(pks), _fill_expiry(target, pks, expiry))
 
 
 def _next_pks(queryset: QuerySet[Model], last_pk: int, size: int) -> list[int]:
@@ -262,13 +298,29 @@ def _hash_one(target: Target, pk: int) -> int:
     raise CommandError(f"could not find a free media hash for row {pk}")
 
 
-def _fill_expiry(target: Target, pks: list[int]) -> int:
-    """Legacy rows may lack an expiry: give them upload time + retention, as save() does.
+def _fill_expiry(target: Target, pks: list[int], expiry: Combinable | None) -> int:
+    """Legacy rows may lack an expiry: give them the policy's (``expiry_value``).
 
-    Computed in the database, and only where it is NULL, so nothing set is overwritten.
+    Only where it is NULL, so nothing set is overwritten.
     """
-    if not (target.expires_at and target.created_at):
+    if expiry is None or target.expires_at is None:
         return 0
     return target.rows.filter(pk__in=pks, **{f"{target.expires_at}__isnull": True}).update(
-        **{target.expires_at: F(target.created_at) + media_settings().retention}
+        **{target.expires_at: expiry}
     )
+
+
+def _expiry_line(target: Target, policy: ExpiryPolicy) -> str:
+    if target.expires_at is None:
+        return "Expiry: the model has no expiry field; links do not expire."
+    days = media_settings().RETENTION_DAYS
+    if policy is ExpiryPolicy.NEVER:
+        meaning = "none: the link and the object are kept until deleted"
+    elif policy is ExpiryPolicy.FROM_CREATED and target.created_at:
+        meaning = (
+            f"upload time + {days} days (rows uploaded before that get links that answer "
+            "404 at once)"
+        )
+    else:
+        meaning = f"now + {days} days"
+    return f"Expiry of rows without one ({policy.value}): {meaning}."
