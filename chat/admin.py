@@ -1,8 +1,74 @@
+"""The admin: attachments, messages (re-send failed ones) and API keys.
+
+An attachment is added by uploading a file, through the API's own code
+(:func:`chat.services.create_attachment`): type sniffed from the bytes, the object
+written to the store, SHA-256, size, the WhatsApp-ready variant, then the row. A
+file the API would refuse is a form error here, never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from .models import ApiKey, Message, MessageAttachment
-from .services import delete_attachment
+from .services import StoreWriteFailed, create_attachment, delete_attachment
+from .variants import UndecodableMedia
+
+
+class AttachmentUploadForm(forms.ModelForm):
+    """The add form: a file (and optionally its message). Validating it stores the
+    file, so that whatever the store or the decoder refuses becomes a form error."""
+
+    upload = forms.FileField(
+        label="File",
+        help_text="Stored like an API upload: the type comes from the bytes, and voice "
+        "notes and images get their WhatsApp-ready variant.",
+    )
+    request: HttpRequest | None = None  # set by MessageAttachmentAdmin.get_form
+
+    class Meta:
+        model = MessageAttachment
+        fields = ("message",)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        upload: UploadedFile | None = cleaned.get("upload")
+        if upload is None or self.errors:
+            return cleaned  # FileField already said why (missing, empty)
+        try:
+            self.instance = create_attachment(
+                upload,
+                original_filename=upload.name or "",
+                sha256=self._sha256(upload),
+                message=cleaned.get("message"),
+                for_sending=True,
+            )
+        except UndecodableMedia as exc:
+            self.add_error("upload", f"The file could not be decoded: {exc.reason}")
+        except StoreWriteFailed:
+            self.add_error(
+                None, "The object store is unavailable; nothing was stored. Try again shortly."
+            )
+        return cleaned
+
+    def _sha256(self, upload: UploadedFile) -> str:
+        """The digest the upload handler took while the body streamed in, as for the API;
+        computed here only when that handler is not configured."""
+        streamed = getattr(self.request, "upload_sha256", {}).get(self.add_prefix("upload"))
+        if streamed:
+            return str(streamed)
+        digest = hashlib.sha256()
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+        return digest.hexdigest()
 
 
 @admin.register(MessageAttachment)
@@ -32,6 +98,39 @@ class MessageAttachmentAdmin(admin.ModelAdmin):
     )
     raw_id_fields = ("message",)
     date_hierarchy = "created_at"
+    add_form = AttachmentUploadForm
+
+    def get_fields(self, request: HttpRequest, obj: MessageAttachment | None = None) -> Any:
+        if obj is None:
+            return ("upload", "message")
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: MessageAttachment | None = None
+    ) -> Any:
+        if obj is None:
+            return ()  # everything else is filled from the file
+        return super().get_readonly_fields(request, obj)
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: MessageAttachment | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if obj is not None:
+            return super().get_form(request, obj, change, **kwargs)
+        kwargs["form"] = self.add_form
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
+
+    def save_model(
+        self, request: HttpRequest, obj: MessageAttachment, form: Any, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        # Added: the form's validation stored the file and saved the row already.
 
     @admin.display(description="short URL")
     def link(self, obj: MessageAttachment) -> str:

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 import magic
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.uploadhandler import FileUploadHandler
 from django.utils import timezone
 
@@ -16,8 +17,13 @@ from mediacache.core.settings import media_settings
 SNIFF_BYTES = 4096
 
 
-class UploadTooLarge(Exception):
-    """The upload passed ``MEDIA_MAX_UPLOAD_BYTES``; raised mid-stream, before it is all read."""
+class UploadTooLarge(RequestDataTooBig):
+    """The upload passed ``MEDIA_MAX_UPLOAD_BYTES``; raised mid-stream, before it is all read.
+
+    The API answers it with 413 and /ops/ with its page; anywhere else (the admin, where
+    the CSRF check reads the body first) Django answers 400 as for its own
+    ``RequestDataTooBig``, never 500.
+    """
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"upload exceeds the limit of {limit} bytes")
