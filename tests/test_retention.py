@@ -131,17 +131,20 @@ def stored(key: str, body: bytes = b"x" * 10, **fields):
 def attachments(local_store, db, redis_client) -> dict:
     """Three expired (one with cached copies), two current, one purged already."""
     from mediacache.core.headers import build_cached
+    from mediacache.core.settings import media_settings
     from mediacache.engine import get_engine
 
     past = timezone.now() - timedelta(days=31)
+    # The expiry given, not left to save(): a new row's default expiry is not the test's.
+    expired = {"created_at": past, "expires_at": past + media_settings().retention}
     rows = {
-        "old1": stored("chat/2026/10/01/a.ogg", created_at=past),
-        "old2": stored("chat/2026/10/01/b.ogg", created_at=past),
-        "old3": stored("chat/2026/10/02/c.ogg", created_at=past),
+        "old1": stored("chat/2026/10/01/a.ogg", **expired),
+        "old2": stored("chat/2026/10/01/b.ogg", **expired),
+        "old3": stored("chat/2026/10/02/c.ogg", **expired),
         "new1": stored("chat/2026/11/20/d.ogg"),
         "new2": stored("chat/2026/11/20/e.ogg", expires_at=timezone.now() + timedelta(hours=1)),
     }
-    gone = stored("chat/2026/09/01/f.ogg", created_at=past, purged_at=past)
+    gone = stored("chat/2026/09/01/f.ogg", **expired, purged_at=past)
     default_storage.delete(gone.file.name)
     rows["done"] = gone
     # Cached copies as the serving path writes them (the entry's own expiry aside).
