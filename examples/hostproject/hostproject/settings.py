@@ -65,6 +65,6 @@ MEDIACACHE = {
     "MAX_UPLOAD_BYTES": 8 * 1024 * 1024,
     # The engine's readiness (Redis, the store) for the host's probe, under a path of
     # the host's choosing; HEALTH_PATH and METRICS_PATH stay "" (the default): /healthz
-    # and /metrics are the host's own (urls.py).
+    # and /metrics are left to the host (its /metrics view is in urls.py).
     "READY_PATH": "/mediacache/readyz",
 }
