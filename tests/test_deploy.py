@@ -125,6 +125,10 @@ def test_serve_sh_runs_the_service_as_production_does(service, environment):
     metrics = httpx.get(f"{url}/metrics")
     assert metrics.status_code == 200
     assert "mediacache_media_requests" in metrics.text
+    # The service keeps its health paths (config/settings.py; the engine's default is none).
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ok"
 
     # SIGTERM: uvicorn stops its workers and exits 0 within the graceful timeout.
     os.killpg(process.pid, signal.SIGTERM)

@@ -65,7 +65,7 @@ def service_mediacache(**environ: str) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**keep, "SECRET_KEY": "unit-tests-only", **environ},
+        env={**keep, "SECRET_KEY": "unit-tests-only", "MEDIACACHE_READ_DOTENV": "0", **environ},
         capture_output=True,
         text=True,
         check=True,
