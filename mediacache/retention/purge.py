@@ -131,11 +131,19 @@ class ExpiredMediaPurge:
     def run(self, batch_size: int, on_failure: FailureHandler = _ignore) -> Iterator[int]:
         """Purge batch after batch, yielding the last primary key of each; the counts
         grow in :attr:`totals`. ``on_failure(key, error)``: an object the store could
-        not delete (its row stays unmarked for the next run)."""
+        not delete (its row stays unmarked for the next run). Refuses (at once, before
+        any batch) a model without a purged marker."""
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         self.require_marker()
-        queryset = self.expired(timezone.now())
+        return self._batches(self.expired(timezone.now()), batch_size, on_failure)
+
+    def _batches(
+        self,
+        queryset: models.QuerySet[models.Model],
+        batch_size: int,
+        on_failure: FailureHandler,
+    ) -> Iterator[int]:
         last_pk = 0
         while rows := self._next_batch(queryset, last_pk, batch_size):
             last_pk = rows[-1][0]
