@@ -22,6 +22,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -76,6 +77,11 @@ class MediaModel:
         url: str = self._value(instance, "short_url") or ""
         return url
 
+    def uploaded_at(self, instance: models.Model) -> float | None:
+        """The row's upload time (Unix seconds), served as Last-Modified; None without one."""
+        created = self._value(instance, self.fields.created_at)
+        return created.timestamp() if isinstance(created, datetime) else None
+
     def variant_key(self, instance: models.Model) -> str:
         """The variant's object key, or "" when the row has none."""
         variant = self._value(instance, self.fields.variant)  # a FieldFile or a plain key
@@ -112,6 +118,7 @@ class MediaModel:
             size=int(size),
             sha256=self._value(instance, f.variant_sha256) or "",
             expires_at=expires_at.timestamp() if expires_at else None,
+            uploaded_at=self.uploaded_at(instance),
             filename=f"{stem or 'media'}{extension_for(content_type)}",
             storage=getattr(self._value(instance, f.variant), "storage", None),
         )
@@ -135,6 +142,7 @@ class MediaModel:
             size=int(size),
             sha256=self._value(instance, f.sha256) or "",
             expires_at=expires_at.timestamp() if expires_at else None,
+            uploaded_at=self.uploaded_at(instance),
             filename=filename,
             storage=file.storage,
         )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
-from email.utils import parsedate_to_datetime
+from datetime import datetime
+from email.utils import formatdate, parsedate_to_datetime
 
 import httpx
 import pytest
@@ -102,6 +103,7 @@ def test_a_hit_is_byte_identical_to_the_asgi_answer(live, hot, taken):
     assert taken.count == 1
     assert fast.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nx-cache: HIT\r\n" in fast
+    assert b"\r\nlast-modified: " in fast  # precomputed with the other headers
     assert without_date(fast) == without_date(full)
 
 
@@ -157,10 +159,20 @@ def test_pipelined_requests_are_answered_in_order(live, hot, taken):
         ("Range: bytes=0-99", b"206"),
         ("If-None-Match: {etag}", b"304"),
         ("Connection: close", b"200"),
+        ('If-Match: "other"', b"412"),
+        ("If-Match: {etag}", b"200"),
+        ("If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT", b"412"),
+        ("If-Modified-Since: {last_modified}", b"304"),
+        ("Range: bytes=0-99\r\nIf-Range: {last_modified}", b"206"),
+        ("Range: bytes=0-99\r\nIf-Range: Sun, 06 Nov 1994 08:49:37 GMT", b"200"),
     ],
 )
 def test_requests_the_shortcut_leaves_to_the_full_path(live, hot, taken, extra, status):
-    (answer,) = exchange(live.url, request(path_of(hot), extra.format(etag=f'"{hot["sha256"]}"')))
+    uploaded = datetime.fromisoformat(hot["created_at"]).timestamp()
+    extra = extra.format(
+        etag=f'"{hot["sha256"]}"', last_modified=formatdate(int(uploaded), usegmt=True)
+    )
+    (answer,) = exchange(live.url, request(path_of(hot), extra))
     assert answer.split(b" ", 2)[1] == status
     assert taken.count == 0
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+import logging
+import socket
+import time
+from datetime import datetime, timedelta
+from email.utils import formatdate
 
 import httpx
 import pytest
@@ -172,3 +176,130 @@ def test_type_comes_from_the_bytes(api, body, name, mime, disposition):
     assert response.headers["content-type"] == mime
     assert response.headers["content-disposition"].startswith(disposition)
     assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
+
+
+def last_modified_of(created: dict) -> str:
+    """The upload's created_at as the HTTP-date the service sends (whole seconds)."""
+    return formatdate(int(datetime.fromisoformat(created["created_at"]).timestamp()), usegmt=True)
+
+
+def an_http_date(seconds_from_upload: int, created: dict) -> str:
+    uploaded = int(datetime.fromisoformat(created["created_at"]).timestamp())
+    return formatdate(uploaded + seconds_from_upload, usegmt=True)
+
+
+def test_every_answer_about_the_object_carries_its_upload_time(voice):
+    from mediacache.engine import get_engine
+
+    url, etag = voice["short_url"], f'"{voice["sha256"]}"'
+    miss, hit = httpx.get(url), httpx.get(url)
+    get_engine().l1.clear()
+    from_redis = httpx.get(url)  # the upload time travelled through the Redis value
+    answers = [miss, hit, from_redis, httpx.head(url),
+               httpx.get(url, headers={"Range": "bytes=0-9"}),
+               httpx.get(url, headers={"If-None-Match": etag})]  # fmt: skip
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 206, 304]
+    assert [a.headers.get("x-cache") for a in answers[:3]] == ["MISS", "HIT", "HIT"]
+    assert {a.headers["last-modified"] for a in answers} == {last_modified_of(voice)}
+
+
+def test_if_modified_since_gives_304_unless_if_none_match_is_there(voice):
+    url = voice["short_url"]
+    not_modified = httpx.get(url, headers={"If-Modified-Since": last_modified_of(voice)})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    assert not_modified.headers["etag"] == f'"{voice["sha256"]}"'
+    assert not_modified.headers["last-modified"] == last_modified_of(voice)
+    later = httpx.get(url, headers={"If-Modified-Since": an_http_date(3600, voice)})
+    assert later.status_code == 304
+    earlier = httpx.get(url, headers={"If-Modified-Since": an_http_date(-1, voice)})
+    assert earlier.status_code == 200
+    # RFC 9110 §13.1.3: with If-None-Match present, If-Modified-Since is not evaluated.
+    both = {"If-Modified-Since": last_modified_of(voice), "If-None-Match": '"other"'}
+    assert httpx.get(url, headers=both).status_code == 200
+    unreadable = httpx.get(url, headers={"If-Modified-Since": "yesterday"})
+    assert unreadable.status_code == 200
+
+
+def test_if_match_and_if_unmodified_since_give_412(voice, voice_note):
+    url, etag = voice["short_url"], f'"{voice["sha256"]}"'
+    failed = httpx.get(url, headers={"If-Match": '"other"'})
+    assert failed.status_code == 412
+    assert failed.json() == {"error": "precondition failed"}
+    assert httpx.get(url, headers={"If-Match": f"W/{etag}"}).status_code == 412  # strong only
+    for tags in (etag, f'"other", {etag}', "*"):
+        response = httpx.get(url, headers={"If-Match": tags})
+        assert (response.status_code, response.content) == (200, voice_note)
+    changed_since = {"If-Unmodified-Since": an_http_date(-1, voice)}
+    assert httpx.get(url, headers=changed_since).status_code == 412
+    assert httpx.get(url, headers={**changed_since, "If-Match": etag}).status_code == 200
+    unchanged = {"If-Unmodified-Since": last_modified_of(voice)}
+    assert httpx.get(url, headers=unchanged).status_code == 200
+    assert httpx.head(url, headers={"If-Match": '"other"'}).status_code == 412
+
+
+@pytest.mark.parametrize(
+    ("if_range", "status"),
+    [("{last_modified}", 206), ("{etag}", 206), ("W/{etag}", 200), ('"other"', 200),
+     ("{a_second_later}", 200), ("{a_second_earlier}", 200)],
+)  # fmt: skip
+def test_if_range_takes_the_strong_etag_or_the_exact_date(voice, voice_note, if_range, status):
+    header = if_range.format(
+        last_modified=last_modified_of(voice),
+        etag=f'"{voice["sha256"]}"',
+        a_second_later=an_http_date(1, voice),
+        a_second_earlier=an_http_date(-1, voice),
+    )
+    response = httpx.get(voice["short_url"], headers={"Range": "bytes=0-9", "If-Range": header})
+    assert response.status_code == status
+    assert response.content == (voice_note[:10] if status == 206 else voice_note)
+
+
+BIG = 16 * 1024 * 1024  # over MEDIA_CACHE_MAX_OBJECT_BYTES: streamed from the store
+READ_BEFORE_HANGING_UP = 1024 * 1024
+
+
+@pytest.fixture
+def big(api) -> tuple[dict, bytes]:
+    body = hashlib.sha256(b"big").digest() * (BIG // 32)
+    return upload(api, body, "big.bin"), body
+
+
+def served_lines(caplog, media_hash: str) -> list[logging.LogRecord]:
+    """The ``[MEDIA CACHE]`` lines of ``media_hash``, once the server (a thread) wrote them."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [r for r in caplog.records if getattr(r, "hash", None) == media_hash]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_a_download_the_client_cuts_is_logged_as_cut_with_the_bytes_sent(live, big, caplog):
+    created, body = big
+    host, port = live.url.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO, logger="mediacache.serve"):
+        whole = httpx.get(created["short_url"])
+        assert whole.content == body
+        assert whole.headers["last-modified"] == last_modified_of(created)  # streamed too
+        (line,) = served_lines(caplog, created["media_hash"])
+        assert f"status=200 bytes={BIG} duration=" in line.getMessage()
+        caplog.clear()
+
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            client.connect((host, int(port)))
+            client.sendall(f"GET /media/{created['media_hash']} HTTP/1.1\r\nHost: t\r\n\r\n"
+                           .encode())  # fmt: skip
+            received = bytearray()
+            while len(received) < READ_BEFORE_HANGING_UP:
+                received += client.recv(65536)
+        body_read = len(received) - received.index(b"\r\n\r\n") - 4
+        (line,) = served_lines(caplog, created["media_hash"])
+    message = line.getMessage()
+    assert message.startswith(f"[MEDIA CACHE] MISS {created['media_hash']} tier=store status=200")
+    assert f" bytes={line.bytes} cut duration=" in message
+    assert line.cut is True
+    # Everything the client read was sent; far from everything was (kernel buffers hold
+    # a few MB between the two ends).
+    assert body_read <= line.bytes < BIG - 4 * 1024 * 1024

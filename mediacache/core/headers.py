@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from email.utils import formatdate
 from urllib.parse import quote
 
 from mediacache.core.objects import CachedMedia, MediaObject
@@ -75,11 +76,27 @@ def etag_for(obj: MediaObject) -> bytes:
     return f'"{obj.sha256 or obj.media_hash}"'.encode("ascii")
 
 
-def entity_headers(obj: MediaObject) -> list[tuple[bytes, bytes]]:
-    """Headers shared by every answer about this object (200, 206, 304, HEAD)."""
+def last_modified(obj: MediaObject) -> int | None:
+    """The upload time in whole seconds (an HTTP-date's resolution), None when unknown."""
+    return None if obj.uploaded_at is None else int(obj.uploaded_at)
+
+
+def validator_headers(obj: MediaObject) -> list[tuple[bytes, bytes]]:
+    """ETag and, when the upload time is known, Last-Modified: what a 304 repeats."""
+    validators = [(b"etag", etag_for(obj))]
+    seconds = last_modified(obj)
+    if seconds is not None:
+        validators.append((b"last-modified", formatdate(seconds, usegmt=True).encode("ascii")))
+    return validators
+
+
+def entity_headers(
+    obj: MediaObject, validators: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """Headers shared by every answer about this object (200, 206, HEAD)."""
     return [
         (b"content-type", served_content_type(obj.content_type).encode("latin-1", "replace")),
-        (b"etag", etag_for(obj)),
+        *(validator_headers(obj) if validators is None else validators),
         (b"content-disposition", content_disposition(obj).encode("ascii")),
         *STATIC_HEADERS,
     ]
@@ -87,11 +104,18 @@ def entity_headers(obj: MediaObject) -> list[tuple[bytes, bytes]]:
 
 def build_cached(obj: MediaObject, body: bytes) -> CachedMedia:
     """Wrap bytes and precompute the headers of a full answer."""
-    entity = entity_headers(obj)
+    validators = validator_headers(obj)
+    entity = entity_headers(obj, validators)
     headers = [*entity, (b"content-length", str(len(body)).encode("ascii"))]
     wire = b"".join(b"%s: %s\r\n" % pair for pair in headers)
     if any(_UNSAFE_HEADER_BYTES.search(value) for _name, value in headers):
         wire = b""  # never written raw: the server's own header checks see it
     return CachedMedia(
-        obj=obj, body=body, etag=etag_for(obj), entity=entity, headers=headers, wire=wire
+        obj=obj,
+        body=body,
+        etag=validators[0][1],
+        entity=entity,
+        validators=validators,
+        headers=headers,
+        wire=wire,
     )

@@ -9,21 +9,34 @@ Query strings are never read (Evolution appends ``?timestamp=…``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 from mediacache.core.asgi_types import Receive, Scope, Send
 from mediacache.core.counters import ERROR as OUTCOME_ERROR
 from mediacache.core.counters import EXPIRED, HIT_L1, HIT_REDIS, MISS, NOT_FOUND, STATS
 from mediacache.core.hashes import media_key_from_path
-from mediacache.core.headers import X_CACHE_HIT, X_CACHE_MISS, entity_headers, etag_for
+from mediacache.core.headers import (
+    X_CACHE_HIT,
+    X_CACHE_MISS,
+    entity_headers,
+    etag_for,
+    last_modified,
+    validator_headers,
+)
 from mediacache.core.objects import CachedMedia, seconds_left
 from mediacache.serving.conditional import (
+    CONDITION_HEADERS,
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
     UNSATISFIABLE,
     ParsedRange,
-    etag_matches,
+    if_range_holds,
     parse_range,
+    precondition,
 )
 from mediacache.serving.ratelimit import NotFoundLimiter
 from mediacache.tiers.lookup import MediaService
@@ -32,6 +45,8 @@ from mediacache.tiers.results import Lookup, NotFound, Unavailable
 logger = logging.getLogger("mediacache.serve")
 
 Headers: TypeAlias = list[tuple[bytes, bytes]]
+# (status, body bytes handed to the server, whether the client hung up before the end)
+Served: TypeAlias = tuple[int, int, bool]
 
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
@@ -40,6 +55,7 @@ _NOT_FOUND_BODY = b'{"error": "not found"}'
 _UNAVAILABLE_BODY = b'{"error": "storage temporarily unavailable"}'
 _METHOD_BODY = b'{"error": "method not allowed"}'
 _TOO_MANY_BODY = b'{"error": "too many requests for unknown links"}'
+_PRECONDITION_BODY = b'{"error": "precondition failed"}'
 _HIT_OUTCOMES = {"l1": HIT_L1, "redis": HIT_REDIS}
 
 
@@ -48,27 +64,40 @@ def _client_of(scope: Scope) -> str:
     return client[0] if client else "-"
 
 
-def _log_served(media_hash: str, found: Lookup, status: int, sent: int, elapsed: float) -> None:
-    """One line per answer: ``[MEDIA CACHE] HIT <hash> tier=l1 …``, fields also as extras."""
+def _log_served(
+    media_hash: str, found: Lookup, status: int, sent: int, elapsed: float, cut: bool = False
+) -> None:
+    """One line per answer: ``[MEDIA CACHE] HIT <hash> tier=l1 …``, fields also as extras.
+
+    A download the client hung up on says ``cut`` after the bytes really handed to the
+    server (extra ``cut``: true), so it is not mistaken for a whole one.
+    """
     tag = "HIT" if found.hit else "MISS"
     duration_ms = round(elapsed * 1000, 2)
+    extra: dict[str, object] = {
+        "hash": media_hash,
+        "cache": tag,
+        "tier": found.tier,
+        "status": status,
+        "bytes": sent,
+        "duration_ms": duration_ms,
+    }
+    if cut:
+        extra["cut"] = True
     logger.info(
-        "[MEDIA CACHE] %s %s tier=%s status=%d bytes=%d duration=%.2fms",
+        _SERVED_CUT if cut else _SERVED,
         tag,
         media_hash,
         found.tier,
         status,
         sent,
         duration_ms,
-        extra={
-            "hash": media_hash,
-            "cache": tag,
-            "tier": found.tier,
-            "status": status,
-            "bytes": sent,
-            "duration_ms": duration_ms,
-        },
+        extra=extra,
     )
+
+
+_SERVED = "[MEDIA CACHE] %s %s tier=%s status=%d bytes=%d duration=%.2fms"
+_SERVED_CUT = "[MEDIA CACHE] %s %s tier=%s status=%d bytes=%d cut duration=%.2fms"
 
 
 def _error_headers(body: bytes, *extra: tuple[bytes, bytes]) -> Headers:
@@ -85,6 +114,7 @@ class MediaApp:
             _UNAVAILABLE_BODY, (b"retry-after", str(retry_after).encode())
         )
         self._not_allowed = _error_headers(_METHOD_BODY, (b"allow", b"GET, HEAD"))
+        self._precondition_failed = _error_headers(_PRECONDITION_BODY)
         settings = service.settings
         self.limiter = NotFoundLimiter(settings.NOT_FOUND_LIMIT, settings.NOT_FOUND_WINDOW)
 
@@ -114,7 +144,7 @@ class MediaApp:
                 await _respond(send, 503, self._unavailable, _UNAVAILABLE_BODY, method)
                 return STATS.record(OUTCOME_ERROR, time.perf_counter() - started, 0)
             else:
-                return await self._answer(scope, send, media_hash, found, started)
+                return await self._answer(scope, receive, send, media_hash, found, started)
         if limited:
             headers = _error_headers(_TOO_MANY_BODY, (b"retry-after", b"%d" % limited))
             await _respond(send, 429, headers, _TOO_MANY_BODY, method)
@@ -125,13 +155,22 @@ class MediaApp:
         STATS.record(outcome, time.perf_counter() - started, 0)
 
     async def _answer(
-        self, scope: Scope, send: Send, media_hash: str, found: Lookup, started: float
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        media_hash: str,
+        found: Lookup,
+        started: float,
     ) -> None:
         outcome = _HIT_OUTCOMES[found.tier] if found.hit else MISS
-        status, sent = await self._serve(scope, send, found)
+        status, sent, cut = await self._serve(scope, receive, send, found)
         elapsed = time.perf_counter() - started
         STATS.record(outcome, elapsed, sent)
-        if self.log_hits or not found.hit:
+        if cut:
+            STATS.count_event("cut")  # in the per-minute series, beside the bytes served
+            _log_served(media_hash, found, status, sent, elapsed, cut=True)
+        elif self.log_hits or not found.hit:
             _log_served(media_hash, found, status, sent, elapsed)
 
     def _cache_control(self, found: Lookup) -> tuple[bytes, bytes]:
@@ -164,30 +203,76 @@ class MediaApp:
             found = Lookup(entry.obj, entry, True, "l1")
             _log_served(media_hash, found, 200, sent, elapsed)
 
-    async def _serve(self, scope: Scope, send: Send, found: Lookup) -> tuple[int, int]:
-        method = scope["method"]
-        entry = found.entry
-        x_cache = X_CACHE_HIT if found.hit else X_CACHE_MISS
-        range_header: str | None = None
-        if_none_match: str | None = None
-        if_range: str | None = None
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, found: Lookup) -> Served:
+        # A plain GET/HEAD costs one set lookup per request header; only a request with a
+        # Range or a condition allocates anything (repeated headers join as one list).
+        asked: dict[bytes, bytes] | None = None
         for name, value in scope["headers"]:
-            if name == b"range":
-                range_header = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if_none_match = value.decode("latin-1")
-            elif name == b"if-range":
-                if_range = value.decode("latin-1")
+            if name in CONDITION_HEADERS:
+                if asked is None:
+                    asked = {}
+                seen = asked.get(name)
+                asked[name] = value if seen is None else b"%s, %s" % (seen, value)
+        if asked is not None:
+            return await self._serve_asked(scope["method"], receive, send, found, asked)
+        return await self._whole(scope["method"], receive, send, found)
+
+    async def _whole(self, method: str, receive: Receive, send: Send, found: Lookup) -> Served:
+        """The 200 answer with the whole body: from the cached entry, or streamed."""
+        x_cache = X_CACHE_HIT if found.hit else X_CACHE_MISS
+        entry = found.entry
+        if entry is not None:
+            headers = [*entry.headers, x_cache, self._cache_control(found)]
+            return await _respond(send, 200, headers, entry.body, method)
+        obj = found.obj
+        headers = [
+            *entity_headers(obj),
+            (b"content-length", str(obj.size).encode()),
+            x_cache,
+            self._cache_control(found),
+        ]
+        return await self._stream(receive, send, 200, headers, found, None, None, method)
+
+    async def _serve_asked(
+        self,
+        method: str,
+        receive: Receive,
+        send: Send,
+        found: Lookup,
+        asked: dict[bytes, bytes],
+    ) -> Served:
+        """Preconditions (412, 304), then If-Range and Range (206, 416), per RFC 9110 §13.2.2."""
+
+        def text(name: bytes) -> str | None:
+            value = asked.get(name)
+            return None if value is None else value.decode("latin-1")
 
         obj = found.obj
+        entry = found.entry
+        x_cache = X_CACHE_HIT if found.hit else X_CACHE_MISS
         etag = etag_for(obj) if entry is None else entry.etag
-        if if_none_match is not None and etag_matches(if_none_match, etag):
-            headers = [(b"etag", etag), self._cache_control(found), x_cache]
+        modified = last_modified(obj)
+        verdict = precondition(
+            etag,
+            modified,
+            if_match=text(b"if-match"),
+            if_unmodified_since=text(b"if-unmodified-since"),
+            if_none_match=text(b"if-none-match"),
+            if_modified_since=text(b"if-modified-since"),
+        )
+        if verdict == NOT_MODIFIED:
+            validators = validator_headers(obj) if entry is None else entry.validators
+            headers = [*validators, self._cache_control(found), x_cache]
             return await _respond(send, 304, headers, b"", "HEAD")
+        if verdict == PRECONDITION_FAILED:
+            return await _respond(send, 412, self._precondition_failed, _PRECONDITION_BODY, method)
 
+        range_header = text(b"range")
         byte_range: ParsedRange = None
-        if range_header is not None and (if_range is None or if_range.strip() == etag.decode()):
+        if range_header is not None and if_range_holds(text(b"if-range"), etag, modified):
             byte_range = parse_range(range_header, obj.size)
+        if byte_range is None:
+            return await self._whole(method, receive, send, found)
         if byte_range == UNSATISFIABLE:
             headers = [
                 (b"content-range", b"bytes */%d" % obj.size),
@@ -196,18 +281,6 @@ class MediaApp:
                 _NO_STORE,
             ]
             return await _respond(send, 416, headers, b"", method)
-
-        if byte_range is None:
-            if entry is not None:
-                headers = [*entry.headers, x_cache, self._cache_control(found)]
-                return await _respond(send, 200, headers, entry.body, method)
-            headers = [
-                *entity_headers(obj),
-                (b"content-length", str(obj.size).encode()),
-                x_cache,
-                self._cache_control(found),
-            ]
-            return await self._stream(send, 200, headers, found, None, None, method)
 
         start, end = byte_range
         headers = [
@@ -219,10 +292,11 @@ class MediaApp:
         ]
         if entry is not None:
             return await _respond(send, 206, headers, entry.body[start : end + 1], method)
-        return await self._stream(send, 206, headers, found, start, end, method)
+        return await self._stream(receive, send, 206, headers, found, start, end, method)
 
     async def _stream(
         self,
+        receive: Receive,
         send: Send,
         status: int,
         headers: Headers,
@@ -230,7 +304,14 @@ class MediaApp:
         start: int | None,
         end: int | None,
         method: str,
-    ) -> tuple[int, int]:
+    ) -> Served:
+        """A large object from the store, chunk by chunk, until done or the client leaves.
+
+        uvicorn drops what is sent after a hang-up without a word, so the hang-up is
+        watched for on ``receive`` (``http.disconnect``); servers that raise ``OSError``
+        from ``send`` instead (the ASGI spec's choice) are heard too. Either way the
+        store read stops and the answer counts only the bytes handed over before it.
+        """
         if method == "HEAD":
             return await _respond(send, status, headers, b"", method)
         try:
@@ -239,25 +320,53 @@ class MediaApp:
             return await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
         except Unavailable:
             return await _respond(send, 503, self._unavailable, _UNAVAILABLE_BODY, method)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        gone = asyncio.ensure_future(_until_disconnect(receive))
         sent = 0
         try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            if gone.done():
+                return status, 0, True
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if gone.done():  # gone before or while this chunk waited to be written
+                    return status, sent, True
                 sent += len(chunk)
+            await send({"type": "http.response.body", "body": b""})
+        except OSError:
+            return status, sent, True
         except Exception as exc:  # the status is sent: all we can do is cut the response short
             logger.error("[MEDIA] stream of %s aborted: %r", found.obj.media_hash, exc)
             raise
-        await send({"type": "http.response.body", "body": b""})
-        return status, sent
+        finally:
+            gone.cancel()
+            await _close(chunks)
+        return status, sent, False
 
 
-async def _respond(
-    send: Send, status: int, headers: Headers, body: bytes, method: str
-) -> tuple[int, int]:
-    """Send a whole response; returns the status and the body bytes sent."""
+async def _until_disconnect(receive: Receive) -> None:
+    """Returns once the client has gone. A ``receive`` that fails has no client left either."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # ends the watch, and so the stream
+        return
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    """Stop the store read behind an unfinished stream (an async generator's ``aclose``)."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _respond(send: Send, status: int, headers: Headers, body: bytes, method: str) -> Served:
+    """Send a whole response; the body counts as sent unless the server raised ``OSError``
+    (a hang-up, for servers that report it: uvicorn keeps it quiet)."""
     if method == "HEAD":
         body = b""
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return status, len(body)
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except OSError:
+        return status, 0, True
+    return status, len(body), False

@@ -1,8 +1,25 @@
-"""Parsing of Range and If-None-Match: total functions that never raise."""
+"""Range and conditional requests (RFC 9110 §13, §14): total functions that never raise."""
 
 from __future__ import annotations
 
 from typing import Final, Literal, TypeAlias
+
+from django.utils.http import parse_http_date_safe
+
+# Request headers that make a GET/HEAD more than a plain one: the app reads only these,
+# and the server's L1 shortcut (serving.fastpath) leaves any request carrying one to it.
+CONDITION_HEADERS: Final = frozenset(
+    {
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+    }
+)
+NOT_MODIFIED: Final = 304
+PRECONDITION_FAILED: Final = 412
 
 # parse_range() outcomes besides a (start, end) pair.
 IGNORE: Final = None  # no usable Range: answer 200 with the whole body
@@ -50,6 +67,14 @@ def parse_range(header: str | None, size: int) -> ParsedRange:
     return (start, min(end, size - 1))
 
 
+def parse_http_date(header: str | None) -> int | None:
+    """Seconds since the epoch of an HTTP-date in any of RFC 9110's three forms
+    (§5.6.7); None for anything else, as a date condition that cannot be read is ignored."""
+    if not header or len(header) > _MAX_HEADER:
+        return None
+    return parse_http_date_safe(header.strip())
+
+
 def etag_matches(header: str | None, etag: bytes) -> bool:
     """If-None-Match semantics: weak comparison over a list, or ``*``."""
     if not header or len(header) > _MAX_HEADER:
@@ -64,3 +89,61 @@ def etag_matches(header: str | None, etag: bytes) -> bool:
         if candidate == target:
             return True
     return False
+
+
+def strong_etag_matches(header: str | None, etag: bytes) -> bool:
+    """If-Match semantics: strong comparison over a list (a weak tag never matches), or ``*``
+    (the object exists: it is being served)."""
+    if not header or len(header) > _MAX_HEADER:
+        return False
+    target = etag.decode("ascii")
+    return any(c.strip() in ("*", target) for c in header.split(","))
+
+
+def precondition(
+    etag: bytes,
+    last_modified: int | None,
+    *,
+    if_match: str | None = None,
+    if_unmodified_since: str | None = None,
+    if_none_match: str | None = None,
+    if_modified_since: str | None = None,
+) -> Literal[304, 412] | None:
+    """RFC 9110 §13.2.2, steps 1-4, for a GET/HEAD of an object that exists.
+
+    412 when If-Match fails or, without If-Match, the object changed after
+    If-Unmodified-Since; then 304 when If-None-Match matches or, without
+    If-None-Match, the object did not change after If-Modified-Since; None: answer
+    as usual. Dates are read only when their header counts, and ignored when
+    unreadable or when the upload time (``last_modified``) is unknown.
+    """
+    if if_match is not None:
+        if not strong_etag_matches(if_match, etag):
+            return PRECONDITION_FAILED
+    elif if_unmodified_since is not None and last_modified is not None:
+        date = parse_http_date(if_unmodified_since)
+        if date is not None and last_modified > date:
+            return PRECONDITION_FAILED
+    if if_none_match is not None:
+        if etag_matches(if_none_match, etag):
+            return NOT_MODIFIED
+    elif if_modified_since is not None and last_modified is not None:
+        date = parse_http_date(if_modified_since)
+        if date is not None and last_modified <= date:
+            return NOT_MODIFIED
+    return None
+
+
+def if_range_holds(header: str | None, etag: bytes, last_modified: int | None) -> bool:
+    """Whether a Range may be honoured (RFC 9110 §13.1.5): no If-Range, or one naming
+    this strong ETag exactly, or exactly the Last-Modified date; else the whole body.
+
+    The date counts as strong: an upload's bytes are written once. (Every answer also
+    carries the ETag, and a client that has one sends it here rather than a date.)
+    """
+    if header is None:
+        return True
+    value = header.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag.decode("ascii")  # a weak tag never matches
+    return last_modified is not None and parse_http_date(value) == last_modified

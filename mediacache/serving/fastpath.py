@@ -41,6 +41,7 @@ from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mediacache.serving.app import MediaApp
+from mediacache.serving.conditional import CONDITION_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -151,19 +152,14 @@ def shortcut_on(protocol: HttpToolsProtocol) -> bool:
     return _shortcut_on
 
 
-# Request headers that need the full path (ranges, revalidation, bodies, upgrades).
-_NEEDS_FULL_PATH = frozenset(
-    {
-        b"range",
-        b"if-range",
-        b"if-none-match",
-        b"if-modified-since",
-        b"expect",
-        b"upgrade",
-        b"content-length",
-        b"transfer-encoding",
-    }
-)
+# Request headers that need the full path: ranges and every condition the app reads
+# (If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range), bodies, upgrades.
+_NEEDS_FULL_PATH = CONDITION_HEADERS | {
+    b"expect",
+    b"upgrade",
+    b"content-length",
+    b"transfer-encoding",
+}
 _HIT_TAIL = b"x-cache: HIT\r\ncache-control: public, max-age=%d\r\n\r\n"
 
 

@@ -11,6 +11,10 @@ of a power of two apart: a 50 KB value lands in a 56 KiB class and wastes 15%.
 Cutting the head just under a class boundary puts it in an exact class and the
 small tail wastes almost nothing (measured on Redis 7.0: 1.15x -> 1.007x of the
 raw bytes for 50 KB objects; README, "Performance").
+
+The metadata is the list ``[key, content_type, size, sha256, expires_at, filename,
+body_len, uploaded_at]``. Values written before ``uploaded_at`` existed have the
+first seven only and decode with the upload time unknown (no ``Last-Modified``).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def encode(obj: MediaObject, body: bytes) -> tuple[bytes, bytes | None]:
     """(head, tail): the tail is None when the value is stored whole."""
     meta = json.dumps(
         [obj.key, obj.content_type, obj.size, obj.sha256, obj.expires_at, obj.filename,
-         len(body)],
+         len(body), obj.uploaded_at],
         separators=(",", ":"),
     ).encode()  # fmt: skip
     value = b"".join((MAGIC, _LEN.pack(len(meta)), meta, body))
@@ -68,15 +72,22 @@ def decode(media_hash: str, head: bytes, tail: bytes | None = None) -> tuple[Med
         raise CorruptEntry(media_hash)
     (meta_len,) = _LEN.unpack_from(head, 3)
     try:
-        key, content_type, size, sha256, expires_at, filename, body_len = json.loads(
+        key, content_type, size, sha256, expires_at, filename, body_len, *since = json.loads(
             head[_HEADER : _HEADER + meta_len]
         )
     except (ValueError, TypeError) as exc:
         raise CorruptEntry(media_hash) from exc
+    # Seven elements: the previous version's value. More than eight: a later one's; the
+    # fields this version knows come first.
+    uploaded_at = since[0] if since else None
+    if not (uploaded_at is None or type(uploaded_at) in (int, float)):
+        raise CorruptEntry(media_hash)
     body = head[_HEADER + meta_len :]
     if tail:
         body += tail
     if len(body) != body_len:
         raise CorruptEntry(media_hash)  # half of a split value (evicted, or being written)
-    obj = MediaObject(media_hash, key, content_type, size, sha256, expires_at, filename)
+    obj = MediaObject(
+        media_hash, key, content_type, size, sha256, expires_at, filename, uploaded_at
+    )
     return obj, body

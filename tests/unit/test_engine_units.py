@@ -174,6 +174,38 @@ def test_codec_round_trip_and_corruption():
             codec.decode("h", bad)
 
 
+def test_codec_carries_the_upload_time_and_reads_the_previous_versions_values():
+    original = obj(uploaded_at=1_732_500_000.25)
+    decoded, _ = codec.decode(original.media_hash, codec.encode(original, b"abc")[0])
+    assert decoded.uploaded_at == 1_732_500_000.25
+    # What the previous version wrote: the same list without the upload time.
+    meta = b'["chat/k.ogg","audio/ogg",3,"ab",null,"v.ogg",3]'
+    old = codec.MAGIC + codec._LEN.pack(len(meta)) + meta + b"abc"
+    decoded, body = codec.decode("h" * 22, old)
+    assert (decoded.uploaded_at, decoded.filename, body) == (None, "v.ogg", b"abc")
+    later = meta[:-1] + b',1732500000,"a later field"]'
+    later_value = codec.MAGIC + codec._LEN.pack(len(later)) + later + b"abc"
+    assert codec.decode("h" * 22, later_value)[0].uploaded_at == 1_732_500_000
+    for bad in (b'"yesterday"', b"true", b"[1]"):
+        wrong = meta[:-1] + b"," + bad + b"]"
+        with pytest.raises(codec.CorruptEntry):
+            codec.decode("h", codec.MAGIC + codec._LEN.pack(len(wrong)) + wrong + b"abc")
+
+
+def test_last_modified_is_the_upload_time_in_every_precomputed_header_list():
+    entry = build_cached(obj(uploaded_at=784111777.9), b"abc")  # RFC 9110's sample date
+    validators = [(b"etag", b'"' + b"ab" * 32 + b'"'),
+                  (b"last-modified", b"Sun, 06 Nov 1994 08:49:37 GMT")]  # fmt: skip
+    assert entry.validators == validators
+    assert entry.etag == validators[0][1]
+    for headers in (entry.entity, entry.headers):
+        assert [pair for pair in headers if pair[0] in (b"etag", b"last-modified")] == validators
+    assert b"\r\nlast-modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n" in entry.wire
+    unknown = build_cached(obj(), b"abc")
+    assert unknown.validators == validators[:1]
+    assert b"last-modified" not in unknown.wire
+
+
 @pytest.mark.parametrize("size", [32_000, 50_000, 51_200, 80_000, 1_000_000])
 def test_codec_splits_big_values_at_an_allocator_size_class(size):
     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
