@@ -340,6 +340,7 @@ class Stack:
         env = base_env()
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
+            MEDIACACHE_READ_DOTENV="0",  # this environment only, never a developer's .env
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,
             S3_BUCKET=BUCKET,

@@ -1,4 +1,4 @@
-"""Settings for Mediacache, read from the environment (12-factor).
+"""Settings for Mediacache, read from the environment (12-factor), then from `.env`.
 
 Every knob the service has is here, with its default; the README's configuration
 table mirrors this file. Unset S3_BUCKET means a local directory store, unset
@@ -8,81 +8,44 @@ embedded defaults that `make run` uses.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import botocore.config
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.env import SettingsEnv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("MEDIACACHE_VAR_DIR", BASE_DIR / "var"))
-
-
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
+# Real environment variables first, then `.env` at the repository root (`make run` writes a
+# development one); MEDIACACHE_READ_DOTENV=0 skips it (tests/settings.py sets that).
+env = SettingsEnv()
+env.read_dotenv(BASE_DIR / ".env")
+VAR_DIR = env.path("MEDIACACHE_VAR_DIR", BASE_DIR / "var")
 
 
 # --- Django core -----------------------------------------------------------------
 
-DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY")
+DEBUG = env.bool("DEBUG", False)
+SECRET_KEY = env.str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+ALLOWED_HOSTS = env.names("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 
 # --- HTTPS behind a proxy (python manage.py check --deploy) -------------------------
 # The proxy or PaaS router terminates TLS and says so in X-Forwarded-Proto.
-if env_bool("TRUST_X_FORWARDED_PROTO", not DEBUG):
+if env.bool("TRUST_X_FORWARDED_PROTO", not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", not DEBUG)
+CSRF_TRUSTED_ORIGINS = env.names("CSRF_TRUSTED_ORIGINS", [])
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -132,8 +95,8 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        env.str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
 }
@@ -147,24 +110,24 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 # Serve the admin's and /ops/ static files from the app itself (no collectstatic step).
-SERVE_STATIC = env_bool("SERVE_STATIC", True)
+SERVE_STATIC = env.bool("SERVE_STATIC", True)
 
 # --- Object store ----------------------------------------------------------------
 # S3 (MinIO or AWS) through django-storages when S3_BUCKET is set; a local
 # directory otherwise. Attachments live under MEDIA_KEY_PREFIX, the prefix the
 # bucket's lifecycle rule covers.
 
-S3_BUCKET = env_str("S3_BUCKET")
-MEDIA_ROOT = env_str("MEDIA_ROOT") or str(VAR_DIR / "media")
+S3_BUCKET = env.str("S3_BUCKET")
+MEDIA_ROOT = env.str("MEDIA_ROOT") or str(VAR_DIR / "media")
 if S3_BUCKET:
     DEFAULT_STORAGE = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
-            "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
-            "access_key": env_str("S3_ACCESS_KEY_ID") or None,
-            "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
-            "region_name": env_str("S3_REGION") or None,
+            "endpoint_url": env.str("S3_ENDPOINT_URL") or None,
+            "access_key": env.str("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env.str("S3_SECRET_ACCESS_KEY") or None,
+            "region_name": env.str("S3_REGION") or None,
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": False,
@@ -172,11 +135,11 @@ if S3_BUCKET:
             # attempt, not botocore's 60 s; the pool covers every store thread
             # plus the request threads that upload.
             "client_config": botocore.config.Config(
-                s3={"addressing_style": env_str("S3_ADDRESSING_STYLE") or None},
-                connect_timeout=env_float("S3_CONNECT_TIMEOUT", 3.0),
-                read_timeout=env_float("S3_READ_TIMEOUT", 10.0),
-                retries={"total_max_attempts": env_int("S3_MAX_ATTEMPTS", 3), "mode": "standard"},
-                max_pool_connections=env_int("S3_MAX_POOL_CONNECTIONS", 50),
+                s3={"addressing_style": env.str("S3_ADDRESSING_STYLE") or None},
+                connect_timeout=env.float("S3_CONNECT_TIMEOUT", 3.0),
+                read_timeout=env.float("S3_READ_TIMEOUT", 10.0),
+                retries={"total_max_attempts": env.int("S3_MAX_ATTEMPTS", 3), "mode": "standard"},
+                max_pool_connections=env.int("S3_MAX_POOL_CONNECTIONS", 50),
             ),
         },
     }
@@ -192,72 +155,72 @@ STORAGES = {
 
 # --- Mediacache ------------------------------------------------------------------
 
-PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-REDIS_URL = env_str("REDIS_URL")
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+REDIS_URL = env.str("REDIS_URL")
 
 MEDIACACHE = {
     # The attachment model behind the links (mediacache.registry), and its resolver.
     "MODEL": "chat.MessageAttachment",
-    "RESOLVER": env_str("MEDIA_RESOLVER", "mediacache.registry.resolve_media"),
-    "KEY_PREFIX": env_str("MEDIA_KEY_PREFIX", "chat/"),
+    "RESOLVER": env.str("MEDIA_RESOLVER", "mediacache.registry.resolve_media"),
+    "KEY_PREFIX": env.str("MEDIA_KEY_PREFIX", "chat/"),
     "REDIS_URL": REDIS_URL,
-    "REDIS_TIMEOUT": env_float("MEDIA_REDIS_TIMEOUT", 0.1),
-    "REDIS_RETRY_AFTER": env_float("MEDIA_REDIS_RETRY_AFTER", 1.0),
-    "CACHE_TTL": env_int("MEDIA_CACHE_TTL", 7 * 24 * 3600),
-    "RETENTION_DAYS": env_int("MEDIA_RETENTION_DAYS", 30),
-    "CACHE_MAX_OBJECT_BYTES": env_int("MEDIA_CACHE_MAX_OBJECT_BYTES", 8 * 1024 * 1024),
-    "L1_BYTES": env_int("MEDIA_L1_BYTES", 64 * 1024 * 1024),
-    "L1_TTL": env_float("MEDIA_L1_TTL", 60.0),
-    "NEGATIVE_TTL": env_int("MEDIA_NEGATIVE_TTL", 60),
-    "STORE_RETRY_AFTER": env_int("MEDIA_STORE_RETRY_AFTER", 5),
-    "STORE_THREADS": env_int("MEDIA_STORE_THREADS", 16),
-    "STREAM_CHUNK_BYTES": env_int("MEDIA_STREAM_CHUNK_BYTES", 256 * 1024),
-    "MAX_UPLOAD_BYTES": env_int("MEDIA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024),
-    "WARM_ON_UPLOAD": env_bool("MEDIA_WARM_ON_UPLOAD", False),
-    "LOG_HITS": env_bool("MEDIA_LOG_HITS", True),
-    "STATS_INTERVAL": env_float("MEDIA_STATS_INTERVAL", 5.0),
+    "REDIS_TIMEOUT": env.float("MEDIA_REDIS_TIMEOUT", 0.1),
+    "REDIS_RETRY_AFTER": env.float("MEDIA_REDIS_RETRY_AFTER", 1.0),
+    "CACHE_TTL": env.int("MEDIA_CACHE_TTL", 7 * 24 * 3600),
+    "RETENTION_DAYS": env.int("MEDIA_RETENTION_DAYS", 30),
+    "CACHE_MAX_OBJECT_BYTES": env.int("MEDIA_CACHE_MAX_OBJECT_BYTES", 8 * 1024 * 1024),
+    "L1_BYTES": env.int("MEDIA_L1_BYTES", 64 * 1024 * 1024),
+    "L1_TTL": env.float("MEDIA_L1_TTL", 60.0),
+    "NEGATIVE_TTL": env.int("MEDIA_NEGATIVE_TTL", 60),
+    "STORE_RETRY_AFTER": env.int("MEDIA_STORE_RETRY_AFTER", 5),
+    "STORE_THREADS": env.int("MEDIA_STORE_THREADS", 16),
+    "STREAM_CHUNK_BYTES": env.int("MEDIA_STREAM_CHUNK_BYTES", 256 * 1024),
+    "MAX_UPLOAD_BYTES": env.int("MEDIA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024),
+    "WARM_ON_UPLOAD": env.bool("MEDIA_WARM_ON_UPLOAD", False),
+    "LOG_HITS": env.bool("MEDIA_LOG_HITS", True),
+    "STATS_INTERVAL": env.float("MEDIA_STATS_INTERVAL", 5.0),
     # gc.freeze() once a worker has started: start-up objects leave the collector
     # (the engine's default is off, for host projects; the service's workers want it).
-    "GC_FREEZE": env_bool("MEDIA_GC_FREEZE", True),
+    "GC_FREEZE": env.bool("MEDIA_GC_FREEZE", True),
     # The L1-hit shortcut under --http mediacache.fastpath:MediaHttpProtocol.
-    "FAST_PATH": env_bool("MEDIA_FAST_PATH", True),
+    "FAST_PATH": env.bool("MEDIA_FAST_PATH", True),
     # Answered before Django ("" = not served); the engine's defaults are "" (host projects).
-    "HEALTH_PATH": env_str("MEDIA_HEALTH_PATH", "/healthz"),
-    "READY_PATH": env_str("MEDIA_READY_PATH", "/readyz"),
-    "METRICS_PATH": env_str("MEDIA_METRICS_PATH", "/metrics"),
+    "HEALTH_PATH": env.str("MEDIA_HEALTH_PATH", "/healthz"),
+    "READY_PATH": env.str("MEDIA_READY_PATH", "/readyz"),
+    "METRICS_PATH": env.str("MEDIA_METRICS_PATH", "/metrics"),
     # 404s one client may cause per window before it gets 429 (0: no limit).
-    "NOT_FOUND_LIMIT": env_int("MEDIA_NOT_FOUND_LIMIT", 60),
-    "NOT_FOUND_WINDOW": env_float("MEDIA_NOT_FOUND_WINDOW", 60.0),
+    "NOT_FOUND_LIMIT": env.int("MEDIA_NOT_FOUND_LIMIT", 60),
+    "NOT_FOUND_WINDOW": env.float("MEDIA_NOT_FOUND_WINDOW", 60.0),
     # /metrics: this bearer token, or (unset) loopback clients only.
-    "METRICS_TOKEN": env_str("METRICS_TOKEN"),
+    "METRICS_TOKEN": env.str("METRICS_TOKEN"),
     # WhatsApp-ready media (mediacache.media.transcode; defaults are WhatsApp's limits).
-    "VOICE_VARIANTS": env_bool("MEDIA_VOICE_VARIANTS", True),
-    "VOICE_SAMPLE_RATE": env_int("MEDIA_VOICE_SAMPLE_RATE", 48000),
-    "VOICE_BITRATE": env_int("MEDIA_VOICE_BITRATE", 24000),
-    "VOICE_PLAY_BUTTON_BYTES": env_int("MEDIA_VOICE_PLAY_BUTTON_BYTES", 512 * 1024),
-    "TRANSCODE_TIMEOUT": env_float("MEDIA_TRANSCODE_TIMEOUT", 60.0),
-    "TRANSCODE_NICE": env_int("MEDIA_TRANSCODE_NICE", 10),
-    "IMAGE_MAX_BYTES": env_int("MEDIA_IMAGE_MAX_BYTES", 5 * 1024 * 1024),
-    "IMAGE_MAX_SIDE": env_int("MEDIA_IMAGE_MAX_SIDE", 4096),
-    "VIDEO_MAX_BYTES": env_int("MEDIA_VIDEO_MAX_BYTES", 16 * 1024 * 1024),
-    "DOCUMENT_MAX_BYTES": env_int("MEDIA_DOCUMENT_MAX_BYTES", 100 * 1024 * 1024),
+    "VOICE_VARIANTS": env.bool("MEDIA_VOICE_VARIANTS", True),
+    "VOICE_SAMPLE_RATE": env.int("MEDIA_VOICE_SAMPLE_RATE", 48000),
+    "VOICE_BITRATE": env.int("MEDIA_VOICE_BITRATE", 24000),
+    "VOICE_PLAY_BUTTON_BYTES": env.int("MEDIA_VOICE_PLAY_BUTTON_BYTES", 512 * 1024),
+    "TRANSCODE_TIMEOUT": env.float("MEDIA_TRANSCODE_TIMEOUT", 60.0),
+    "TRANSCODE_NICE": env.int("MEDIA_TRANSCODE_NICE", 10),
+    "IMAGE_MAX_BYTES": env.int("MEDIA_IMAGE_MAX_BYTES", 5 * 1024 * 1024),
+    "IMAGE_MAX_SIDE": env.int("MEDIA_IMAGE_MAX_SIDE", 4096),
+    "VIDEO_MAX_BYTES": env.int("MEDIA_VIDEO_MAX_BYTES", 16 * 1024 * 1024),
+    "DOCUMENT_MAX_BYTES": env.int("MEDIA_DOCUMENT_MAX_BYTES", 100 * 1024 * 1024),
 }
 
 # --- Evolution API (WhatsApp gateway) ---------------------------------------------
 
 EVOLUTION = {
-    "API_URL": env_str("EVOLUTION_API_URL").rstrip("/"),
-    "API_KEY": env_str("EVOLUTION_API_KEY"),
-    "INSTANCE": env_str("EVOLUTION_INSTANCE"),
-    "API_VERSION": env_int("EVOLUTION_API_VERSION", 2),
-    "CONNECT_TIMEOUT": env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0),
-    "READ_TIMEOUT": env_float("EVOLUTION_READ_TIMEOUT", 60.0),
-    "MAX_RETRIES": env_int("EVOLUTION_MAX_RETRIES", 2),
+    "API_URL": env.str("EVOLUTION_API_URL").rstrip("/"),
+    "API_KEY": env.str("EVOLUTION_API_KEY"),
+    "INSTANCE": env.str("EVOLUTION_INSTANCE"),
+    "API_VERSION": env.int("EVOLUTION_API_VERSION", 2),
+    "CONNECT_TIMEOUT": env.float("EVOLUTION_CONNECT_TIMEOUT", 5.0),
+    "READ_TIMEOUT": env.float("EVOLUTION_READ_TIMEOUT", 60.0),
+    "MAX_RETRIES": env.int("EVOLUTION_MAX_RETRIES", 2),
     # sendWhatsAppAudio's ``encoding`` for voice notes with a ready Ogg Opus variant:
     # off (false) lets Evolution skip its ffmpeg run and its ?timestamp= append.
-    "AUDIO_ENCODING": env_bool("EVOLUTION_AUDIO_ENCODING", False),
+    "AUDIO_ENCODING": env.bool("EVOLUTION_AUDIO_ENCODING", False),
     # Shared secret of the inbound webhook (header X-Webhook-Secret or the URL path).
-    "WEBHOOK_SECRET": env_str("EVOLUTION_WEBHOOK_SECRET"),
+    "WEBHOOK_SECRET": env.str("EVOLUTION_WEBHOOK_SECRET"),
 }
 
 # Uploads: small ones stay in memory, larger ones spool to disk while streaming.
@@ -268,12 +231,12 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 # Bodies read into memory (the webhook's JSON with base64 media): 413 above this.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("WEBHOOK_MAX_BYTES", 24 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("WEBHOOK_MAX_BYTES", 24 * 1024 * 1024)
 
 # --- Logging ---------------------------------------------------------------------
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()  # text | json
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", "text").lower()  # text | json
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {

@@ -501,6 +501,7 @@ class Stack:
         env = {name: os.environ[name] for name in keep if name in os.environ}
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
+            MEDIACACHE_READ_DOTENV="0",  # this environment only, never a developer's .env
             SECRET_KEY="chaos-only-" + "x" * 50,
             DEBUG="false",
             ALLOWED_HOSTS="*",

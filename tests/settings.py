@@ -6,6 +6,9 @@ session fixture in conftest.py, since its port is known only then.
 
 import os
 
+# A developer's `.env` (written by `make run`) never reaches the tests: every value here
+# comes from this file and the TEST_* variables (config.env.READ_DOTENV).
+os.environ["MEDIACACHE_READ_DOTENV"] = "0"
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
 os.environ["DATABASE_URL"] = os.environ.get(
     "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"

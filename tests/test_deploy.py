@@ -43,6 +43,7 @@ def environment(tmp_path: Path) -> dict[str, str]:
         PORT=str(free_port()),
         WEB_CONCURRENCY="2",
         MIGRATE_ON_START="1",
+        MEDIACACHE_READ_DOTENV="0",  # this environment only, never a developer's .env
         GRACEFUL_TIMEOUT="5",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
         PYTHON=sys.executable,

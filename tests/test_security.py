@@ -158,6 +158,7 @@ def _check_deploy(extra_env: dict[str, str], fail_level: str) -> subprocess.Comp
     env = {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        "MEDIACACHE_READ_DOTENV": "0",  # this environment only, never a developer's .env
         "SECRET_KEY": "x7!" * 20 + "production-grade-secret-key-value",
         "ALLOWED_HOSTS": "backend.example.com",
         "PUBLIC_BASE_URL": "https://backend.example.com",
