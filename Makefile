@@ -12,8 +12,10 @@ $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 
 install: $(VENV)/.installed
 
-## Run the service on http://127.0.0.1:8000 with embedded defaults.
+## Run the service on http://127.0.0.1:8000 (PORT=, HOST=) with embedded defaults; the first
+## run installs into $(VENV) and writes a development .env (scripts/run_dev.sh).
 run: install
+	@echo "==> Starting Mediacache (scripts/run_dev.sh)"
 	./scripts/run_dev.sh
 
 ## Run the test suite against real PostgreSQL, Redis and an S3 endpoint (started if needed),

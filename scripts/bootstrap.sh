@@ -9,7 +9,12 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "Python 3.11+ is needed (found: $("$PYTHON" --version 2>&1)); set PYTHON=..." >&2
   exit 1
 fi
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+echo "==> Installing Mediacache and its dependencies into $VENV (about a minute the first time)"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "    creating the virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+echo "    pip install -e \".[service,dev]\""
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[service,dev]"
 
@@ -21,3 +26,4 @@ if ! "$VENV/bin/python" -c 'import magic' 2>/dev/null; then
     exit 1
   fi
 fi
+echo "==> $VENV is ready (${SECONDS}s)"

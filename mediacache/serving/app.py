@@ -215,6 +215,11 @@ class MediaApp:
                 asked[name] = value if seen is None else b"%s, %s" % (seen, value)
         if asked is not None:
             return await self._serve_asked(scope["method"], receive, send, found, asked)
+        entry = found.entry
+        if entry is not None:  # the hot case, spelled out: one coroutine less than _whole
+            x_cache = X_CACHE_HIT if found.hit else X_CACHE_MISS
+            headers = [*entry.headers, x_cache, self._cache_control(found)]
+            return await _respond(send, 200, headers, entry.body, scope["method"])
         return await self._whole(scope["method"], receive, send, found)
 
     async def _whole(self, method: str, receive: Receive, send: Send, found: Lookup) -> Served:
