@@ -37,6 +37,9 @@ STORAGES = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": os.environ.get("HOST_S3_BUCKET", "host-media"),
+            # Like many backends, objects live under a location (AWS_LOCATION): the
+            # engine must find them there (keys, listings, the lifecycle prefix).
+            "location": os.environ.get("HOST_S3_LOCATION", "media"),
             "endpoint_url": os.environ.get("HOST_S3_ENDPOINT_URL"),
             "access_key": "testing",
             "secret_key": "testing",

@@ -6,6 +6,7 @@ import io
 import sys
 from pathlib import Path
 
+import boto3
 import httpx
 from django.core.management import call_command
 
@@ -20,7 +21,7 @@ def test_the_engine_comes_from_the_installed_wheel():
     assert Path(sys.prefix).resolve() in installed.parents
 
 
-def test_upload_through_host_code_then_miss_then_hit(live):
+def test_upload_through_host_code_then_miss_then_hit(live, s3_endpoint):
     created = httpx.post(f"{live}/inbox/upload", files={"file": ("nota.ogg", VOICE, "audio/ogg")})
     assert created.status_code == 201, created.text
     short_url = created.json()["short_url"]
@@ -33,6 +34,16 @@ def test_upload_through_host_code_then_miss_then_hit(live):
     assert first.content == second.content == VOICE
     assert second.headers["content-type"] == "audio/ogg"
     assert second.headers["content-disposition"] == 'inline; filename="nota.ogg"'
+
+    from inbox.models import Attachment
+
+    stored = Attachment.objects.get(short_url=short_url).upload.name
+    bucket = boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+        aws_secret_access_key="testing", region_name="us-east-1",
+    )  # fmt: skip
+    head = bucket.head_object(Bucket="host-media", Key=f"media/{stored}")  # under the location
+    assert head["ContentLength"] == len(VOICE)
 
 
 def test_backfill_gives_legacy_rows_their_links(live):

@@ -8,6 +8,8 @@ import gc
 import httpx
 from django.conf import settings
 
+FROZEN_AT_IMPORT = gc.get_freeze_count()  # before the test server starts
+
 LIMIT = settings.MEDIACACHE["MAX_UPLOAD_BYTES"]
 OVER = b"x" * (LIMIT + 1024 * 1024)  # past the limit and its multipart allowance
 
@@ -43,4 +45,6 @@ def test_the_route_asgi_py_lists_gets_the_limit(server):
 
 def test_the_engine_leaves_the_hosts_collector_alone(server):
     assert httpx.get(f"{server}/metrics").status_code == 200  # the worker is serving
-    assert gc.get_freeze_count() == 0  # GC_FREEZE is off unless the host asks
+    # GC_FREEZE is off unless the host asks (the interpreter may freeze a few of its
+    # own objects at start-up: Python 3.12 does)
+    assert gc.get_freeze_count() == FROZEN_AT_IMPORT
