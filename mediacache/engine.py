@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 from mediacache.core.headers import build_cached
 from mediacache.core.objects import CachedMedia, MediaObject
 from mediacache.core.settings import MediaSettings
-from mediacache.observability.timeseries import MemorySeries, RedisSeries
+from mediacache.observability.timeseries import FileSeries, RedisSeries, default_stats_file
 from mediacache.store import ObjectStore, store_for
 from mediacache.tiers.lookup import MediaService, Resolver
 from mediacache.tiers.lru import BytesLRU
@@ -84,10 +84,12 @@ class Engine:
         )
 
     @cached_property
-    def series(self) -> RedisSeries | MemorySeries:
-        """Per-minute stats shared by all processes (in this process only without Redis)."""
+    def series(self) -> RedisSeries | FileSeries:
+        """Per-minute stats shared by all processes (without Redis: those on this machine)."""
         if self.writer is None:
-            return MemorySeries()
+            from django.conf import settings as django_settings
+
+            return FileSeries(default_stats_file(django_settings.DATABASES.get("default", {})))
         return RedisSeries(self.writer.client)
 
     def redis_used_memory(self) -> int | None:

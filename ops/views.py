@@ -36,7 +36,7 @@ from chat.uploads import UploadTooLarge
 from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES
 from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
-from mediacache.observability.timeseries import Window
+from mediacache.observability.timeseries import StatsFileError, Window
 
 logger = logging.getLogger("ops")
 
@@ -139,7 +139,7 @@ def stats_json(request: HttpRequest) -> JsonResponse:
         window = engine.series.window(max(minutes, HOUR))
     except (redis.RedisError, OSError) as exc:
         logger.warning("[OPS] stats unavailable: %r", exc)
-        return JsonResponse({"error": "stats unavailable: Redis is unreachable"}, status=503)
+        return JsonResponse({"error": f"stats unavailable: {_why_no_stats(exc)}"}, status=503)
     summary = summarize(
         _tail(window, HOUR), engine.redis_used_memory(), has_redis=engine.writer is not None
     )
@@ -269,7 +269,7 @@ def _page(
         stats_error = ""
     except (redis.RedisError, OSError) as exc:
         logger.warning("[OPS] stats unavailable: %r", exc)
-        stats, stats_error = None, "Stats unavailable: Redis is unreachable."
+        stats, stats_error = None, f"Stats unavailable: {_why_no_stats(exc)}."
     tiles = [
         {
             "key": key,
@@ -294,6 +294,13 @@ def _page(
         "asset_version": asset_version(),
     }
     return render(request, "ops/index.html", context, status=status)
+
+
+def _why_no_stats(exc: Exception) -> str:
+    """Without Redis the series is a file (its path and reason are in the log)."""
+    if isinstance(exc, StatsFileError):
+        return "the stats file cannot be read"
+    return "Redis is unreachable"
 
 
 def _tail(window: Window, minutes: int) -> Window:

@@ -319,6 +319,27 @@ def test_redis_unreachable_still_renders_the_page(staff_client, voice_note, monk
     assert staff_client.get("/ops/stats.json").status_code == 503
 
 
+def test_an_unreadable_stats_file_still_renders_the_page(staff_client, monkeypatch, tmp_path):
+    """Without Redis the counters are in a file (observability.timeseries.FileSeries)."""
+    from mediacache.engine import Engine
+    from mediacache.observability.timeseries import FileSeries
+
+    broken = tmp_path / "stats.sqlite3"
+    broken.write_bytes(b"not a database" * 100)
+    engine = Engine.from_django(REDIS_URL="")
+    engine.__dict__["series"] = FileSeries(broken)
+    monkeypatch.setattr("ops.views.get_engine", lambda: engine)
+
+    response = staff_client.get("/ops/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Stats unavailable: the stats file cannot be read." in html
+    assert str(broken) not in html  # the path is in the log, not on the page
+    unavailable = staff_client.get("/ops/stats.json")
+    assert unavailable.status_code == 503
+    assert unavailable.json() == {"error": "stats unavailable: the stats file cannot be read"}
+
+
 # --- static files ----------------------------------------------------------------
 
 

@@ -2,17 +2,34 @@
 
 Each process adds its deltas to a Redis hash per minute (``HINCRBY``), so the
 buckets hold the sum over all workers and replicas; Redis's own memory is
-sampled into the same buckets. Kept two days. Without Redis a process keeps its
-own buckets in memory (the embedded single-process mode).
+sampled into the same buckets. Kept two days.
+
+Without Redis the buckets live in a SQLite file (:class:`FileSeries`), not in the
+server's memory: ``manage.py media_cache_stats`` runs in a process of its own and
+must read what the server counted, as ``/ops/`` does. Each process's flusher adds
+its deltas every ``STATS_INTERVAL`` seconds with an upsert (SQLite's own locking
+makes concurrent adds sum, like ``HINCRBY``), and every reader opens the file.
+Why a file rather than asking the running server over HTTP: it needs no endpoint,
+no credentials and no running server (the last two days survive a restart), and
+several workers on one machine add into it too. The file is
+``<temp dir>/mediacache-stats-<uid>-<digest of the default database>.sqlite3``:
+the processes that share a database on one machine (the server, its workers,
+``manage.py`` commands) share its counters, and two projects or test runs on one
+machine do not mix theirs. Across machines, use Redis.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sqlite3
+import tempfile
 import time
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES, Snapshot
 
@@ -148,20 +165,83 @@ class RedisSeries:
         return Window(stamps, [_decode(raw) for raw in pipe.execute()])
 
 
-class MemorySeries:
-    """In-process buckets for the embedded mode (one process, no Redis)."""
+class StatsFileError(OSError):
+    """The stats file cannot be read or written (its path and SQLite's reason)."""
 
-    def __init__(self) -> None:
-        self._buckets: OrderedDict[int, dict[str, float]] = OrderedDict()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets (
+    minute INTEGER NOT NULL,
+    field TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (minute, field)
+) WITHOUT ROWID
+"""
+_ADD = (
+    "INSERT INTO buckets (minute, field, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (minute, field) DO UPDATE SET value = value + excluded.value"
+)
+_SET = (
+    "INSERT INTO buckets (minute, field, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (minute, field) DO UPDATE SET value = excluded.value"
+)
+
+
+class FileSeries:
+    """The buckets in a SQLite file, shared by every process on this machine (no Redis).
+
+    A connection per call: the flusher writes from the engine's thread pool, /ops/
+    reads from request threads, and sqlite3 connections stay in their own thread.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
 
     def add(self, snapshot: Snapshot, now: float, redis_used_memory: int | None) -> None:
-        bucket = self._buckets.setdefault(minute_of(now), {})
-        for name, value in snapshot_fields(snapshot).items():
-            bucket[name] = bucket.get(name, 0) + value
-        while len(self._buckets) > KEEP_SECONDS // 60:
-            self._buckets.popitem(last=False)
+        minute = minute_of(now)
+        counts = [(minute, name, float(value)) for name, value in snapshot_fields(snapshot).items()]
+        if not counts and redis_used_memory is None:
+            return  # an idle interval: the file is not touched
+        with self._connection() as db, db:  # one transaction
+            db.executemany(_ADD, counts)
+            if redis_used_memory is not None:
+                db.execute(_SET, (minute, "redis_mem", float(redis_used_memory)))
+            db.execute("DELETE FROM buckets WHERE minute <= ?", (minute - KEEP_SECONDS,))
 
     def window(self, minutes: int, now: float | None = None) -> Window:
         last = minute_of(time.time() if now is None else now)
         stamps = [last - 60 * i for i in range(minutes - 1, -1, -1)]
-        return Window(stamps, [dict(self._buckets.get(s, {})) for s in stamps])
+        buckets: dict[int, dict[str, float]] = {stamp: {} for stamp in stamps}
+        if self.path.exists():  # else nothing was counted yet
+            with self._connection() as db:
+                rows = db.execute(
+                    "SELECT minute, field, value FROM buckets WHERE minute BETWEEN ? AND ?",
+                    (stamps[0], last),
+                )
+                for minute, name, value in rows:
+                    if minute in buckets:
+                        buckets[minute][name] = value
+        return Window(stamps, [buckets[stamp] for stamp in stamps])
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=5.0)) as db:
+                # WAL: readers never wait for the flusher; losing the last few seconds
+                # of counts in a power cut is fine, so no fsync per write.
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(_SCHEMA)
+                yield db
+        except (sqlite3.Error, OSError) as exc:
+            raise StatsFileError(f"stats file {self.path}: {exc}") from exc
+
+
+def default_stats_file(database: Mapping[str, Any]) -> Path:
+    """The stats file of the processes that use ``database`` (a ``DATABASES`` entry)
+    as this user, in the system's temporary directory."""
+    identity = repr([str(database.get(k) or "") for k in ("ENGINE", "NAME", "HOST", "PORT")])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"mediacache-stats-{user}-{digest}.sqlite3"

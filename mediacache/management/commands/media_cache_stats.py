@@ -1,4 +1,10 @@
-"""How the cache is doing: hit rate, latency, Redis memory, S3 requests, what expires soon."""
+"""How the cache is doing: hit rate, latency, Redis memory, S3 requests, what expires soon.
+
+It reads the per-minute series the server's processes write (``engine.series``): in
+Redis, or without Redis in the stats file they share on this machine
+(:class:`mediacache.observability.timeseries.FileSeries`), so this command, run in a
+process of its own, shows what ``/ops/`` shows.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from mediacache.core.counters import OUTCOMES
 from mediacache.engine import Engine, get_engine
-from mediacache.observability.timeseries import MemorySeries
+from mediacache.observability.timeseries import FileSeries, StatsFileError
 from mediacache.registry import media_model
 
 _SCAN_LIMIT = 1_000_000
@@ -21,7 +27,8 @@ _SCAN_LIMIT = 1_000_000
 class Command(BaseCommand):
     help = (
         "Hit rate, p50/p95 latency, requests by outcome, Redis memory and keys, S3 GETs and "
-        "objects expiring in the next 24 h, over the last --minutes (all processes, via Redis)."
+        "objects expiring in the next 24 h, over the last --minutes (every process: through "
+        "Redis, or without it through the stats file the server writes on this machine)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,7 +40,10 @@ class Command(BaseCommand):
         self, *args: Any, minutes: int, json: bool, watch: float | None, **options: Any
     ) -> None:
         while True:
-            report = collect(minutes)
+            try:
+                report = collect(minutes)
+            except StatsFileError as exc:
+                raise CommandError(f"cannot read the stats: {exc}") from exc
             if json:
                 self.stdout.write(_json_dumps(report))
             else:
@@ -47,11 +57,17 @@ class Command(BaseCommand):
 
 def collect(minutes: int) -> dict[str, Any]:
     engine = get_engine()
-    window = engine.series.window(minutes)
+    series = engine.series
+    window = series.window(minutes)
     p50, p95 = window.latency_quantile(0.5), window.latency_quantile(0.95)
+    stats_file = series.path if isinstance(series, FileSeries) else None
     report: dict[str, Any] = {
         "window_minutes": minutes,
-        "shared": not isinstance(engine.series, MemorySeries),
+        "shared": True,  # every process's counts (without Redis: this machine's)
+        # "redis", or the stats file the processes on this machine write (no Redis)
+        "source": "redis" if stats_file is None else str(stats_file),
+        # False: no process has written any counts there yet (is the service running?)
+        "recorded": stats_file is None or stats_file.exists(),
         "requests": {outcome: window.requests(outcome) for outcome in OUTCOMES},
         "hit_rate": window.hit_rate,
         "latency_p50_ms": None if p50 is None else p50 * 1000,
@@ -107,9 +123,16 @@ def _fmt(value: float | None, pattern: str) -> str:
 def render(report: dict[str, Any]) -> str:
     requests = report["requests"]
     redis = report["redis"]
+    source = report["source"]
     rows = [
-        ("window", f"last {report['window_minutes']} min"
-                   + ("" if report["shared"] else " (this process only: no REDIS_URL)")),
+        ("window", f"last {report['window_minutes']} min"),
+        ("counted by", "every process, through Redis" if source == "redis" else
+                       f"the processes on this machine (no REDIS_URL), in {source}"),
+    ]  # fmt: skip
+    if not report["recorded"]:
+        rows.append(("note", "nothing recorded yet: is the service running? It writes its "
+                             "counts every MEDIA_STATS_INTERVAL seconds"))  # fmt: skip
+    rows += [
         ("hit rate", _fmt(report["hit_rate"], "{:.1%}") + "   (aim > 80%)"),
         ("latency p50 / p95", f"{_fmt(report['latency_p50_ms'], '{:.1f}')} / "
                               f"{_fmt(report['latency_p95_ms'], '{:.1f}')} ms   (aim < 50 ms)"),
