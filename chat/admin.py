@@ -17,9 +17,10 @@ from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from mediacache.media.variants import UndecodableMedia
+
 from .models import ApiKey, Message, MessageAttachment
 from .services import StoreWriteFailed, create_attachment, delete_attachment
-from .variants import UndecodableMedia
 
 
 class AttachmentUploadForm(forms.ModelForm):

@@ -17,6 +17,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 
 from mediacache.core.hashes import ORIGINAL_SUFFIX
+from mediacache.media.variants import UndecodableMedia
 from mediacache.whatsapp import NotSendable
 
 from .auth import ApiKeyAuth
@@ -33,7 +34,6 @@ from .sending import (
 )
 from .services import StoreWriteFailed, create_attachment, delete_attachment
 from .uploads import UploadTooLarge
-from .variants import UndecodableMedia
 
 logger = logging.getLogger("chat")
 

@@ -6,22 +6,19 @@ from __future__ import annotations
 import logging
 
 from django.core.files.base import File
-from django.core.files.storage import default_storage
 from django.db import DatabaseError
 
 from mediacache.core.hashes import original_key
 from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
+from mediacache.media.types import SniffedType
+from mediacache.media.variants import Prepared, prepare
+from mediacache.variants import StoreWriteFailed, recorded, store_variant
 
-from . import variants
 from .models import MessageAttachment
-from .uploads import SNIFF_BYTES, SniffedType, new_object_key, sniff
+from .uploads import SNIFF_BYTES, new_object_key, sniff
 
 logger = logging.getLogger("chat")
-
-
-class StoreWriteFailed(Exception):
-    """The bytes could not be made durable: nothing was recorded."""
 
 
 def create_attachment(
@@ -36,11 +33,12 @@ def create_attachment(
     """Store ``upload`` (and its WhatsApp-ready variant) under fresh keys, then save its row.
 
     The variant is made first, from the upload at hand, in a child process with a
-    time limit (:mod:`chat.variants`). ``for_sending`` (uploads through the API):
-    audio the decoder cannot read, or an image that needs a JPEG and cannot be
-    read, raises :class:`chat.variants.UndecodableMedia` before anything is stored;
-    otherwise (webhook, ops page) the upload is kept without a variant. Images get
-    JPEG variants only ``for_sending`` (received stickers stay WebP).
+    time limit (:mod:`mediacache.media.variants`), and stored beside the upload
+    (:func:`mediacache.variants.store_variant`). ``for_sending`` (uploads through the
+    API): audio the decoder cannot read, or an image that needs a JPEG and cannot be
+    read, raises :class:`mediacache.media.variants.UndecodableMedia` before anything
+    is stored; otherwise (webhook, ops page) the upload is kept without a variant.
+    Images get JPEG variants only ``for_sending`` (received stickers stay WebP).
 
     The row is written only after the store has the bytes; if the row cannot be
     written the objects are deleted again, so neither side is left orphaned.
@@ -48,7 +46,7 @@ def create_attachment(
     upload.seek(0)
     kind = sniff(upload.read(SNIFF_BYTES))
     upload.seek(0)
-    with variants.prepare(
+    with prepare(
         upload, kind, voice_note=voice_note, strict=for_sending, images=for_sending
     ) as prepared:
         return _store(upload, kind, prepared, original_filename, sha256, message)
@@ -57,7 +55,7 @@ def create_attachment(
 def _store(
     upload: File,
     kind: SniffedType,
-    prepared: variants.Prepared,
+    prepared: Prepared,
     original_filename: str,
     sha256: str,
     message,
@@ -74,7 +72,7 @@ def _store(
     except StoreWriteFailed:
         _delete_quietly(stored_key)
         raise
-    fields = {"mime_type": kind.mime_type, **prepared.model_fields(variant_key)}
+    fields = {"mime_type": kind.mime_type, **recorded(prepared, variant_key)}
     attachment = MessageAttachment(
         message=message,
         original_filename=original_filename[:255],
@@ -105,48 +103,6 @@ def _store(
     if media_settings().WARM_ON_UPLOAD:
         warm(attachment, upload, prepared.path)
     return attachment
-
-
-def store_variant(stored_key: str, prepared: variants.Prepared) -> str:
-    """Store the prepared variant beside the upload's object; returns its key ("" if none)."""
-    if prepared.passthrough:
-        return stored_key  # the upload already is the variant
-    if prepared.path is None:
-        return ""
-    wanted = variants.variant_key_for(stored_key, prepared.extension)
-    try:
-        with open(prepared.path, "rb") as variant_file:
-            get_engine().store.write(wanted, variant_file)
-        return wanted
-    except Exception as exc:
-        logger.error("[CHAT] store write failed for %s: %r", wanted, exc)
-        raise StoreWriteFailed(str(exc)) from exc
-
-
-def build_variant(attachment: MessageAttachment) -> str:
-    """Make the missing variant of a stored voice note (the backfill). Returns what
-    happened: ``built``, ``passthrough``, ``none`` (no variant possible; the reason is
-    kept in ``media_info``) or ``raced`` (another run built it first).
-
-    The link then serves the variant: its cached copy of the upload is purged.
-    """
-    kind = SniffedType(attachment.mime_type, attachment.file.name.rpartition(".")[2])
-    with default_storage.open(attachment.file.name, "rb") as stored:
-        upload = File(stored, name=attachment.file.name)
-        upload.size = attachment.size  # type: ignore[misc]
-        with variants.prepare(upload, kind, strict=False, images=False) as prepared:
-            variant_key = store_variant(attachment.file.name, prepared)
-            fields = prepared.model_fields(variant_key)
-    updated = MessageAttachment.objects.filter(pk=attachment.pk, variant="").update(**fields)
-    if not updated:
-        if variant_key and variant_key != attachment.file.name:
-            _delete_quietly(variant_key)
-        return "raced"
-    if attachment.media_hash and variant_key:
-        get_engine().refresh(attachment.media_hash)
-    if not variant_key:
-        return "none"
-    return "passthrough" if prepared.passthrough else "built"
 
 
 def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 
 import magic
 from django.core.exceptions import RequestDataTooBig
@@ -13,6 +12,7 @@ from django.utils import timezone
 
 from mediacache.core.filetypes import extension_for
 from mediacache.core.settings import media_settings
+from mediacache.media.types import SniffedType
 
 SNIFF_BYTES = 4096
 
@@ -56,12 +56,6 @@ class HashingLimitedUploadHandler(FileUploadHandler):
             digests = self.request.upload_sha256 = {}
         digests[self.field_name] = self._sha256.hexdigest()
         return None  # let the next handler build the file
-
-
-@dataclass(frozen=True, slots=True)
-class SniffedType:
-    mime_type: str
-    extension: str
 
 
 def sniff(head: bytes) -> SniffedType:

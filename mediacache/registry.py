@@ -12,6 +12,12 @@ Ogg Opus, an image as JPEG): ``variant`` (file), ``variant_mime_type``,
 serves the variant and ``/media/{hash}/original`` the upload as it came; a model
 without them (and without a mapping naming them) simply has no variants.
 
+What decoding found out may be kept too (the variant's backfill and the
+gateway read it): ``duration_seconds``, ``waveform`` (a voice note's loudness
+envelope) and ``media_info`` (a JSON field: what the decoder saw, or why it
+could not decode; it is also how ``build_media_variants`` remembers a row it
+could make no variant of). A model without them keeps none of it.
+
 ``purged_at`` (a nullable date) marks a row whose objects ``purge_expired_media``
 deleted after expiry; a model without one (and no mapping naming one) has None
 there, and the purge refuses to run on it (see :mod:`mediacache.retention.purge`).
@@ -37,9 +43,11 @@ from mediacache.core.objects import MediaObject
 
 # Optional fields: dropped (None) when the model lacks them and FIELDS does not name them.
 VARIANT_FIELDS = ("variant", "variant_content_type", "variant_size", "variant_sha256")
-DROPPED_WHEN_ABSENT = (*VARIANT_FIELDS, "purged_at")
-# Fields the purge alone reads: the resolver does not load them for every miss.
-NOT_SERVED = frozenset({"purged_at"})
+DECODED_FIELDS = ("duration", "waveform", "media_info")
+DROPPED_WHEN_ABSENT = (*VARIANT_FIELDS, *DECODED_FIELDS, "purged_at")
+# Fields only the purge and the variants' backfill read: the resolver does not load them
+# for every miss.
+NOT_SERVED = frozenset({"purged_at", *DECODED_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,9 @@ class FieldMap:
     variant_content_type: str | None = "variant_mime_type"
     variant_size: str | None = "variant_size"
     variant_sha256: str | None = "variant_sha256"
+    duration: str | None = "duration_seconds"
+    waveform: str | None = "waveform"
+    media_info: str | None = "media_info"
     purged_at: str | None = "purged_at"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 VOICE_CONTENT_TYPE = "audio/ogg; codecs=opus"
 
 # Image types WhatsApp does not show inline: they always get a JPEG variant.
@@ -21,3 +23,12 @@ AUDIO_TYPE_OF_CONTAINER = {
     "audio/x-matroska": "audio/x-matroska",
 }
 MAYBE_AUDIO_CONTAINERS = frozenset(AUDIO_TYPE_OF_CONTAINER)
+
+
+@dataclass(frozen=True, slots=True)
+class SniffedType:
+    """An upload's type as read from its bytes, never the client's claim: its MIME type
+    (what decides the variant) and the extension its object key gets."""
+
+    mime_type: str
+    extension: str

@@ -9,13 +9,17 @@
 * Video -> probed only (container and codecs kept in ``media_info``), so sending can
   say why it cannot go as video.
 
-The conversion runs in a child process with a time limit (``mediacache.media.transcode``).
+The conversion runs in a child process with a time limit (:mod:`mediacache.media.transcode`).
+This module works on the bytes at hand (an upload, or a stored object opened for
+reading) and knows no model: :mod:`mediacache.variants` stores what it prepares and
+records it on the registered model's row.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -29,17 +33,16 @@ from django.core.files.base import File
 
 from mediacache.core.settings import media_settings
 from mediacache.media import transcode
-from mediacache.media.transcode import (
+from mediacache.media.transcode import TranscodeError
+from mediacache.media.types import (
     AUDIO_TYPE_OF_CONTAINER,
     IMAGE_TYPES_NEEDING_JPEG,
     MAYBE_AUDIO_CONTAINERS,
     VOICE_CONTENT_TYPE,
-    TranscodeError,
+    SniffedType,
 )
 
-from .uploads import SniffedType
-
-logger = logging.getLogger("chat")
+logger = logging.getLogger("mediacache.media")
 
 
 class UndecodableMedia(Exception):
@@ -72,26 +75,39 @@ class Prepared:
     def has_variant(self) -> bool:
         return self.passthrough or self.path is not None
 
-    def model_fields(self, variant_key: str) -> dict[str, Any]:
-        """The attachment's variant fields, once the variant is stored under ``variant_key``."""
+    def values(self, variant_key: str) -> dict[str, Any]:
+        """What to record once the variant is stored under ``variant_key``, by the name of
+        its :class:`mediacache.registry.FieldMap` entry (``content_type`` only when decoding
+        corrected the upload's own type; the variant's entries only when there is one)."""
         info = self.media_info
         if self.error is not None:
             info = {**(info or {}), "error": self.error}
         values: dict[str, Any] = {
-            "duration_seconds": self.duration,
+            "duration": self.duration,
             "waveform": self.waveform,
             "media_info": info,
         }
         if self.original_mime_type:
-            values["mime_type"] = self.original_mime_type
+            values["content_type"] = self.original_mime_type
         if self.has_variant:
             values.update(
                 variant=variant_key,
-                variant_mime_type=self.mime_type,
+                variant_content_type=self.mime_type,
                 variant_size=self.size,
                 variant_sha256=self.sha256,
             )
         return values
+
+
+def voice_decoder_missing() -> str | None:
+    """Why no voice variant can be made in this environment, else None: the child process
+    decodes with PyAV, an optional dependency (the service's ``[service]`` extra)."""
+    if importlib.util.find_spec("av") is None:
+        return (
+            "PyAV is not installed in this environment, so no voice note can be decoded: "
+            "install the package av (PyAV) and run again"
+        )
+    return None
 
 
 def wants(
@@ -119,7 +135,7 @@ def wants(
 
 
 @contextlib.contextmanager
-def local_path(upload: File) -> Iterator[str]:
+def local_path(upload: File[Any]) -> Iterator[str]:
     """A path to the upload's bytes: its temporary file, or a copy in one."""
     path = getattr(upload, "temporary_file_path", None)
     if callable(path):
@@ -139,7 +155,7 @@ def local_path(upload: File) -> Iterator[str]:
 
 @contextlib.contextmanager
 def prepare(
-    upload: File,
+    upload: File[Any],
     kind: SniffedType,
     *,
     voice_note: bool | None = None,
@@ -189,7 +205,7 @@ def _run(action: str, in_path: str, workdir: str, *, required: bool, name: str) 
     except TranscodeError as exc:
         if required:
             raise UndecodableMedia(exc.reason) from exc
-        logger.info("[CHAT] no variant (%s): %s", action, exc.reason)
+        logger.info("[MEDIA] no variant (%s): %s", action, exc.reason)
         return Prepared(error=exc.reason)
     if outcome.skipped:  # a real video: keep what the probe saw
         return Prepared(media_info=outcome.probe)
@@ -201,7 +217,7 @@ def _run(action: str, in_path: str, workdir: str, *, required: bool, name: str) 
     prepared.waveform = outcome.waveform
     prepared.media_info = outcome.probe
     logger.info(
-        "[CHAT] voice variant %s: %.2f s of audio in %.0f ms (%d B)",
+        "[MEDIA] voice variant %s: %.2f s of audio in %.0f ms (%d B)",
         "passed through" if outcome.passthrough else "encoded",
         outcome.duration or 0,
         (time.perf_counter() - started) * 1000,

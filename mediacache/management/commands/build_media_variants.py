@@ -1,13 +1,17 @@
 """``manage.py build_media_variants``: Ogg Opus variants for voice notes stored before them.
 
-Walks the attachments that are audio (or a browser recording in a WebM/MP4
-container) with no variant and no earlier verdict, oldest first, in batches by
-primary key; each gets its variant exactly as a new upload would (a child process
-with ``MEDIA_TRANSCODE_TIMEOUT``), the row is updated only if it still has no
-variant, and the cached copy behind its short link is purged so the link serves
-the variant from then on. Idempotent: a second run finds nothing to do. Files the
-decoder cannot read keep their reason in ``media_info`` and are skipped next time
+The work is :class:`mediacache.variants.VariantBackfill`, on the model in
+``MEDIACACHE["MODEL"]``: it walks the rows that are audio (or a browser recording in
+a WebM/MP4 container) with no variant and no earlier verdict, oldest first, in
+batches by primary key; each gets its variant exactly as a new upload would (a child
+process with ``MEDIA_TRANSCODE_TIMEOUT``), the row is updated only if it still has no
+variant, and the cached copy behind its short link is dropped so the link serves the
+variant from then on. Idempotent: a second run finds nothing to do. Files the decoder
+cannot read keep their reason in ``media_info`` and are skipped next time
 (``--retry-failed`` tries them again).
+
+Exit code 1 when a variant could not be stored, when the model has no variant field
+to record one in, or when PyAV (the decoder) is not installed.
 """
 
 from __future__ import annotations
@@ -17,24 +21,11 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q, QuerySet
-from django.utils import timezone
 
-from chat.models import MessageAttachment
-from chat.services import StoreWriteFailed, build_variant
-from mediacache.media.transcode import MAYBE_AUDIO_CONTAINERS
+from mediacache.media.variants import voice_decoder_missing
+from mediacache.variants import StoreWriteFailed, VariantBackfill, VariantsUnsupported
 
 BAR_WIDTH = 30
-
-
-def candidates(*, retry_failed: bool = False) -> QuerySet[MessageAttachment]:
-    audio = Q(mime_type__startswith="audio/") | Q(mime_type__in=MAYBE_AUDIO_CONTAINERS)
-    rows = MessageAttachment.objects.filter(audio, variant="", purged_at__isnull=True).exclude(
-        expires_at__lte=timezone.now()
-    )
-    if retry_failed:
-        return rows.filter(Q(media_info__isnull=True) | Q(media_info__has_key="error"))
-    return rows.filter(media_info__isnull=True)
 
 
 class Command(BaseCommand):
@@ -64,7 +55,11 @@ class Command(BaseCommand):
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        rows = candidates(retry_failed=retry_failed).order_by("pk")
+        try:
+            backfill = VariantBackfill.from_settings()
+        except VariantsUnsupported as exc:
+            raise CommandError(str(exc)) from exc
+        rows = backfill.candidates(retry_failed=retry_failed).order_by("pk")
         total = rows.count()
         if limit:
             total = min(total, limit)
@@ -72,25 +67,29 @@ class Command(BaseCommand):
             suffix = " (dry run)" if dry_run else ""
             self.stdout.write(f"{total} voice note(s) without a variant{suffix}")
             return
+        missing = voice_decoder_missing()
+        if missing:
+            raise CommandError(missing)
         counts = {"built": 0, "passthrough": 0, "none": 0, "raced": 0, "failed": 0}
         done, last_pk, started = 0, 0, time.monotonic()
         while done < total:
             batch = list(rows.filter(pk__gt=last_pk)[: min(batch_size, total - done)])
             if not batch:
                 break
-            for attachment in batch:
-                last_pk = attachment.pk
+            for row in batch:
+                last_pk = row.pk
                 try:
-                    counts[build_variant(attachment)] += 1
+                    counts[backfill.build(row)] += 1
                 except (StoreWriteFailed, OSError) as exc:
                     counts["failed"] += 1
-                    self.stderr.write(f"\n{attachment.pk}: {exc}")
+                    self.stderr.write(f"\n{row.pk}: {exc}")
                 done += 1
                 self._progress(done, total, counts, started)
         self.stdout.write("")
+        verdicts = "see media_info" if backfill.remembers_failures else "not recorded: tried again"
         self.stdout.write(
             f"{counts['built']} encoded, {counts['passthrough']} already Ogg Opus mono, "
-            f"{counts['none']} without one (video, or not decodable: see media_info), "
+            f"{counts['none']} without one (video, or not decodable: {verdicts}), "
             f"{counts['raced']} done by another run, {counts['failed']} failed (store); "
             f"{time.monotonic() - started:.1f} s"
         )
