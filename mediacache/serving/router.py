@@ -107,12 +107,22 @@ class MediaRouter:
         objects it means to free, so there it is the host's choice.
         """
         self._media().service.start()
+        self._make_store()
         self._flusher = asyncio.ensure_future(
             flush_forever(self.engine, self.engine.settings.STATS_INTERVAL)
         )
         if self.engine.settings.GC_FREEZE:
             gc.collect()
             gc.freeze()
+
+    def _make_store(self) -> None:
+        """The default storage's adapter, made now: a local store makes its directory,
+        so ``/readyz`` is ready before the first upload. A storage the engine cannot
+        serve from is left to the fields' own storages (``/readyz`` names it)."""
+        try:
+            self.engine.store  # noqa: B018 - a cached property, made here
+        except TypeError as exc:
+            logger.info("[MEDIA] the default storage is not served from: %s", exc)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from mediacache.store.base import (
     StoreUnavailable,
 )
 
+logger = logging.getLogger("mediacache.store")
+
 
 class FileSystemStore:
     """A directory through Django's ``FileSystemStorage``.
@@ -35,6 +38,20 @@ class FileSystemStore:
         self._storage = storage
         self._root = Path(storage.location).resolve()
         self._keep = Path(storage.path(keep_dir or "."))
+        self._make_root()
+
+    def _make_root(self) -> None:
+        """Made with the adapter (at start-up), not by the first upload: an empty store
+        is a ready one (``/readyz``). Failing here is logged; :meth:`check` reports it."""
+        if self._root.is_dir():
+            return
+        mode = self._storage.directory_permissions_mode
+        try:
+            os.makedirs(self._root, exist_ok=True)
+            if mode is not None:  # as FileSystemStorage gives the directories it makes
+                os.chmod(self._root, mode)
+        except OSError as exc:
+            logger.warning("[MEDIA] cannot make the local store %s: %s", self._root, exc)
 
     def _path(self, key: str) -> str:
         try:

@@ -1,0 +1,103 @@
+"""``scripts/serve.sh`` started as production starts it, in an environment of the test's own.
+
+For the tests that need the service's real processes (several uvicorn workers, their own
+database connections): tests/test_readiness.py and tests/test_db_pool.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+# Behind a TLS-terminating proxy, as in production (SECURE_SSL_REDIRECT is on).
+PROXIED = {"X-Forwarded-Proto": "https"}
+
+
+def production_environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """No DEBUG, embedded database and store under ``tmp_path / "var"`` unless overridden,
+    never a developer's `.env`. The var directory exists (as ``make run`` makes it);
+    nothing is inside it."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    (tmp_path / "var").mkdir(exist_ok=True)
+    env.update(
+        MEDIACACHE_VAR_DIR=str(tmp_path / "var"),
+        SECRET_KEY=secrets.token_urlsafe(40),
+        ALLOWED_HOSTS="127.0.0.1",
+        PUBLIC_BASE_URL="https://media.example.com",
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="2",
+        MIGRATE_ON_START="1",
+        MEDIACACHE_READ_DOTENV="0",
+        GRACEFUL_TIMEOUT="5",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        PYTHON=sys.executable,
+    )
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    environment: dict[str, str]
+    log: Path
+
+    def manage(self, *args: str) -> str:
+        """A management command in the service's environment; its output."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT, env=self.environment, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    def api_key(self) -> str:
+        return self.manage("create_api_key", "service-test").strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def serve_sh(environment: dict[str, str], log: Path) -> Iterator[Service]:
+    """The service under ``scripts/serve.sh``, up once ``/healthz`` answers; killed after."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            ["bash", str(ROOT / "scripts" / "serve.sh")],
+            cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{environment['PORT']}"
+        deadline = time.monotonic() + 90
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"serve.sh exited:\n{log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            yield Service(url, process, environment, log)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
