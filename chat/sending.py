@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evolution import EvolutionError, EvolutionUnavailable
+from evolution import EvolutionError
 from mediacache.registry import media_model
 from mediacache.whatsapp import (
     NotSendable,
@@ -30,6 +30,7 @@ logger = logging.getLogger("chat")
 
 _JID = re.compile(r"[0-9]{5,20}(-[0-9]{5,20})?@(s\.whatsapp\.net|g\.us|lid)")
 _SEPARATORS = re.compile(r"[\s().+-]")
+ERROR_LIMIT = 2000  # of the text kept on a failed message; the action always fits
 
 
 class InvalidNumber(ValueError):
@@ -53,7 +54,8 @@ def send_message(message: Message) -> Message:
     """Send ``message``'s attachment and record the outcome on the row.
 
     The row must be ``pending``. Never raises for gateway errors: the message ends
-    ``sent`` (with Evolution's id) or ``failed`` (with the error text).
+    ``sent`` (with Evolution's id) or ``failed`` (with the error's class, text and the
+    operator's action).
     """
     attachment = message.attachments.first()
     if attachment is None:
@@ -87,10 +89,14 @@ def send_message(message: Message) -> Message:
 
 
 def _describe(exc: EvolutionError) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, EvolutionUnavailable) and exc.maybe_sent:
-        text += " (the gateway may have delivered it: check WhatsApp before re-sending)"
-    return text[:2000]
+    """``<ErrorClass>: <what Evolution said> Action: <what the operator should do>``: the
+    class names the cause (instance not connected, download, auth...), so the record
+    sends an operator to the right place."""
+    action = f" Action: {exc.action}"
+    text = f"{type(exc).__name__}: {exc}"[: ERROR_LIMIT - len(action) - 1]
+    if not text.endswith((".", ")")):
+        text += "."
+    return f"{text}{action}"[:ERROR_LIMIT]
 
 
 def create_outbound(

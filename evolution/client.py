@@ -18,20 +18,22 @@ from urllib.parse import quote
 import httpx
 
 from evolution import payloads
-from evolution.errors import (
-    BODY_LIMIT,
-    EvolutionAuthError,
-    EvolutionDownloadError,
-    EvolutionError,
-    EvolutionUnavailable,
-    EvolutionValidationError,
-)
+from evolution.classify import error_for
+from evolution.errors import BODY_LIMIT, EvolutionError, EvolutionUnavailable
 
 logger = logging.getLogger("evolution")
 
 # A gateway/proxy answering these did not hand the request to Evolution: safe to retry.
 RETRY_STATUSES = frozenset({502, 503, 504})
 _REDACTED = "***"
+# The states Evolution reports (Baileys' WAConnectionState, plus "refused" when the QR
+# code was not scanned in time); only "open" can send.
+CONNECTION_STATES = frozenset({"open", "connecting", "close", "refused"})
+UNKNOWN_STATE = "unknown"
+_MAYBE_SENT_ACTION = (
+    "The message may have gone out: check the chat in WhatsApp before re-sending; then "
+    "check that Evolution API is reachable at EVOLUTION_API_URL and answers in time."
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,23 @@ class SendResult:
     status: str
     remote_jid: str
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """The instance's WhatsApp connection, as ``/instance/connectionState`` reports it.
+
+    ``state`` is "open", "connecting", "close" or "refused"; "unknown" when Evolution
+    has no live session for the instance (it leaves the field out then).
+    """
+
+    instance: str
+    state: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "open"
 
 
 class EvolutionClient:
@@ -179,6 +198,25 @@ class EvolutionClient:
             )
         return data
 
+    def connection_state(self) -> ConnectionState:
+        """``GET /instance/connectionState/{instance}``: is the instance connected to
+        WhatsApp? A send to one that is not fails with 500 "Connection Closed"."""
+        response = self._request("GET", self._path("instance", "connectionState"))
+        data = self._json_or_error(response)
+        inner = data.get("instance") if isinstance(data, dict) else None
+        if not isinstance(inner, dict):
+            raise EvolutionError(
+                "Evolution API returned an unexpected body for connectionState",
+                status_code=response.status_code,
+                body=self._redact(response.text),
+            )
+        state = inner.get("state")
+        return ConnectionState(
+            instance=str(inner.get("instanceName") or self.instance),
+            state=state if isinstance(state, str) and state else UNKNOWN_STATE,
+            raw=data,
+        )
+
     # -- internals ----------------------------------------------------------------------
 
     def _path(self, group: str, action: str) -> str:
@@ -209,15 +247,20 @@ class EvolutionClient:
         )
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        """POST with retries only where a duplicate message cannot result."""
+        return self._request("POST", path, body)
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """Send with retries only where a duplicate message cannot result."""
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                response = self._http.post(path, json=body)
+                response = self._http.request(method, path, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The request never reached the server.
-                self._log_failure(path, started, exc)
+                self._log_failure(method, path, started, exc)
                 if attempt < attempts:
                     self._wait_before_retry(attempt, type(exc).__name__)
                     continue
@@ -226,30 +269,32 @@ class EvolutionClient:
                     maybe_sent=False,
                 ) from exc
             except httpx.PoolTimeout as exc:
-                self._log_failure(path, started, exc)
+                self._log_failure(method, path, started, exc)
                 raise EvolutionUnavailable(
                     "No free connection to Evolution API (pool timeout)", maybe_sent=False
                 ) from exc
             except httpx.TimeoutException as exc:
                 # Read/write timeout: Evolution may be sending right now. Never retry.
-                self._log_failure(path, started, exc)
+                self._log_failure(method, path, started, exc)
                 raise EvolutionUnavailable(
                     f"Evolution API did not answer in time ({type(exc).__name__}); "
                     "the message may have been sent",
                     maybe_sent=True,
+                    action=_MAYBE_SENT_ACTION,
                 ) from exc
             except httpx.TransportError as exc:
                 # Connection dropped after the request was written: outcome unknown.
-                self._log_failure(path, started, exc)
+                self._log_failure(method, path, started, exc)
                 raise EvolutionUnavailable(
                     f"Connection to Evolution API failed ({type(exc).__name__}); "
                     "the message may have been sent",
                     maybe_sent=True,
+                    action=_MAYBE_SENT_ACTION,
                 ) from exc
 
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info(
-                "[EVOLUTION] POST %s -> %s in %.0f ms", path, response.status_code, elapsed_ms
+                "[EVOLUTION] %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms
             )
             if response.status_code in RETRY_STATUSES and attempt < attempts:
                 self._wait_before_retry(attempt, f"HTTP {response.status_code}")
@@ -264,10 +309,14 @@ class EvolutionClient:
             time.sleep(delay)
 
     @staticmethod
-    def _log_failure(path: str, started: float, exc: Exception) -> None:
+    def _log_failure(method: str, path: str, started: float, exc: Exception) -> None:
         elapsed_ms = (time.monotonic() - started) * 1000
         logger.warning(
-            "[EVOLUTION] POST %s failed after %.0f ms: %s", path, elapsed_ms, type(exc).__name__
+            "[EVOLUTION] %s %s failed after %.0f ms: %s",
+            method,
+            path,
+            elapsed_ms,
+            type(exc).__name__,
         )
 
     def _redact(self, text: str) -> str:
@@ -292,32 +341,7 @@ class EvolutionClient:
 
         messages = tuple(self._redact(m) for m in _error_messages(response))
         detail = "; ".join(messages) or text.strip()[:200] or response.reason_phrase
-        if status == 401:
-            raise EvolutionAuthError(
-                "Evolution API rejected the api key (401)",
-                status_code=status,
-                body=text,
-                messages=messages,
-            )
-        if status == 400:
-            raise EvolutionValidationError(
-                detail or "Bad Request", status_code=status, body=text, messages=messages
-            )
-        if status in RETRY_STATUSES:
-            # Retries exhausted; the gateway says the request was not processed.
-            raise EvolutionUnavailable(
-                f"Evolution API unavailable ({status}): {detail}",
-                status_code=status,
-                body=text,
-                messages=messages,
-                maybe_sent=False,
-            )
-        raise EvolutionDownloadError(
-            f"Evolution API error {status}: {detail}",
-            status_code=status,
-            body=text,
-            messages=messages,
-        )
+        raise error_for(status, detail, instance=self.instance, body=text, messages=messages)
 
 
 def _error_messages(response: httpx.Response) -> list[str]:

@@ -14,11 +14,19 @@ the express error handler) and the libraries it uses (validator.js 13.15.15 ``is
   is passed through as Evolution's status (403 -> 403, message "Request failed with status
   code 403" as a string);
 * ``sendMedia`` images are fetched with axios (UA ``axios/1.12.2``) and must be real images;
+  sharp re-encodes every one to JPEG, but the mimetype WhatsApp gets is then looked up from
+  ``fileName``'s extension: ``img.png`` arrives as JPEG bytes labelled ``image/png``
+  (recorded per call as ``delivered``);
   video/document/audio with Node fetch (UA ``node``); any failure there is wrapped into a
   500 whose message is e.g. ``["Error: Failed to fetch stream from <url>"]``;
 * a document without ``fileName`` runs the ``/.*\\/(.+?)\\./`` regex over the URL (500 when
   it does not match); mimetype resolution (field, lookup by fileName, or a second GET);
-* success -> 201 with ``key.id`` like ``3EB0…`` and ``status: "PENDING"``.
+* success -> 201 with ``key.id`` like ``3EB0…`` and ``status: "PENDING"``;
+* the instance's WhatsApp connection (``instance_state``): ``GET /instance/connectionState/
+  {instance}`` answers ``{"instance": {"instanceName", "state"}}``; a send to an instance
+  that is not ``open`` fails with 500 ``Connection Closed`` (no session at all: ``Cannot
+  read properties of undefined (reading 'onWhatsApp')``), after the download for sendMedia
+  and encoded audio, before it for a voice note with ``encoding: false``.
 
 v1 body shapes (``audioMessage``/``mediaMessage`` nested, ``options``) are accepted too
 unless ``api_version=2`` is given (then only v2 shapes, like a real v2 server).
@@ -340,6 +348,11 @@ class EvolutionDouble:
       ``faulted`` (answered by ``fail_next``), ``delayed`` (seconds).
     * ``media_by_id`` - message id -> dict for getBase64FromMediaMessage.
     * ``not_on_whatsapp`` - numbers (digits) that Evolution reports as not on WhatsApp.
+    * ``instance_state`` - "open" (default), "connecting", "close" or "refused"; None for an
+      instance with no session (Evolution restarted, never connected). Set it freely.
+    * ``delivered`` - what WhatsApp received for each accepted send: ``mimetype`` (the
+      label), ``content_type`` (what the bytes really are when Evolution re-encoded them,
+      else None: passed on as downloaded) and ``file_name``.
     * ``processed_sends`` - sends that were accepted (201), i.e. WhatsApp messages "sent".
     * ``requests_received`` - every request that reached the server, faults included.
     """
@@ -360,6 +373,7 @@ class EvolutionDouble:
         self.api_version = api_version
         self.download_timeout = download_timeout
         self.not_on_whatsapp: set[str] = set(not_on_whatsapp)
+        self.instance_state: str | None = "open"
         self.media_by_id: dict[str, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self.processed_sends = 0
@@ -479,6 +493,11 @@ class EvolutionDouble:
             self.requests_received = 0
 
     @property
+    def delivered(self) -> list[dict[str, Any]]:
+        """What WhatsApp got for each accepted send (label, real type, file name)."""
+        return [call["delivered"] for call in self.sent]
+
+    @property
     def sent(self) -> list[dict[str, Any]]:
         """Calls that produced a WhatsApp message (201 on a send endpoint)."""
         with self._lock:
@@ -513,6 +532,7 @@ class EvolutionDouble:
             "mimetype": None,
             "message_type": None,
             "message_id": None,
+            "delivered": None,
             "status": None,
             "response": None,
             "faulted": False,
@@ -555,13 +575,14 @@ class EvolutionDouble:
         self, method: str, handler: _Handler, raw: bytes, call: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
         path = urlsplit(handler.path).path
-        match = re.fullmatch(r"/(message|chat)/([A-Za-z0-9]+)/([^/]+)", path)
+        match = re.fullmatch(r"/(message|chat|instance)/([A-Za-z0-9]+)/([^/]+)", path)
         known = {
-            ("message", "sendWhatsAppAudio"),
-            ("message", "sendMedia"),
-            ("chat", "getBase64FromMediaMessage"),
+            ("POST", "message", "sendWhatsAppAudio"),
+            ("POST", "message", "sendMedia"),
+            ("POST", "chat", "getBase64FromMediaMessage"),
+            ("GET", "instance", "connectionState"),
         }
-        if method != "POST" or not match or (match.group(1), match.group(2)) not in known:
+        if not match or (method, match.group(1), match.group(2)) not in known:
             message = [f"Cannot {method} {handler.path}"]
             raise _EvolutionFailure(404, message, "Not Found")
         endpoint, instance = match.group(2), unquote(match.group(3))
@@ -583,6 +604,8 @@ class EvolutionDouble:
         if not isinstance(body, dict):
             body = {}
 
+        if endpoint == "connectionState":
+            return 200, self._connection_state()
         if endpoint == "sendWhatsAppAudio":
             return 201, self._send_audio(body, call)
         if endpoint == "sendMedia":
@@ -618,6 +641,13 @@ class EvolutionDouble:
             errors.append("mediatype is not one of enum values: " + ",".join(MEDIA_TYPES))
         if errors:
             raise _bad_request(*errors)
+
+    def _connection_state(self) -> dict[str, Any]:
+        """instance.controller connectionState(): ``state`` is left out without a session."""
+        inner: dict[str, Any] = {"instanceName": self.instance}
+        if self.instance_state is not None:
+            inner["state"] = self.instance_state
+        return {"instance": inner}
 
     def _send_audio(self, body: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
         if self._detect_v1(body, "audioMessage", call):
@@ -656,13 +686,16 @@ class EvolutionDouble:
                 content = base64.b64decode(audio)
             if not content:
                 raise _uncaught(None, "ffmpeg exited with code 1: Invalid data found")
-        elif is_url(audio):
-            # Baileys fetches { url } itself inside sendMessageWithTyping -> 400 on failure.
-            content = self._fetch_stream(audio, call, wrap=_bad_request)
+            number = self._check_number(data["number"])
         else:
-            content = base64.b64decode(audio)
+            # sendMessageWithTyping checks the number over the socket first (trap 8), then
+            # Baileys fetches { url } itself -> 400 on failure.
+            number = self._check_number(data["number"])
+            if is_url(audio):
+                content = self._fetch_stream(audio, call, wrap=_bad_request)
+            else:
+                content = base64.b64decode(audio)
 
-        number = self._check_number(data["number"])
         message = {
             "audioMessage": {
                 **_fake_upload(content),
@@ -670,6 +703,11 @@ class EvolutionDouble:
                 "seconds": max(1, len(content) // 4000),
                 "ptt": True,
             }
+        }
+        call["delivered"] = {
+            "mimetype": "audio/ogg; codecs=opus",
+            "content_type": "audio/ogg; codecs=opus" if encoding else None,
+            "file_name": None,
         }
         return self._sent(call, number, "audioMessage", message)
 
@@ -700,11 +738,17 @@ class EvolutionDouble:
             if not looks_like_image(content):
                 raise _internal("Error: Input buffer contains unsupported image format")
             file_name = file_name or "image.jpg"
-            mimetype = "image/jpeg"
+            mimetype = "image/jpeg"  # sharp(buffer).jpeg(): always JPEG bytes from here on
+            self._check_upload_socket(after_download=True)
         elif is_url(media):
+            # prepareWAMessageMedia({url}, {upload: this.client.waUploadToServer}): without
+            # a session the argument itself fails, before Baileys streams the URL.
+            self._check_upload_socket(after_download=False)
             content = self._fetch_stream(media, call, wrap=_internal)
+            self._check_upload_socket(after_download=True)
         else:
             content = base64.b64decode(media)
+            self._check_upload_socket(after_download=True)
 
         if mediatype == "document" and not file_name:
             found = re.search(r".*/(.+?)\.", media)
@@ -724,6 +768,11 @@ class EvolutionDouble:
             if mimetype == "application/mp4":
                 mimetype = "video/mp4"
         call.update(file_name=file_name, mimetype=mimetype)
+        call["delivered"] = {
+            "mimetype": mimetype,
+            "content_type": "image/jpeg" if mediatype == "image" else None,
+            "file_name": file_name,
+        }
 
         number = self._check_number(data["number"])
         inner: dict[str, Any] = {**_fake_upload(content), "mimetype": mimetype}
@@ -759,8 +808,25 @@ class EvolutionDouble:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _check_upload_socket(self, *, after_download: bool) -> None:
+        """prepareMediaMessage's upload to WhatsApp needs the instance's socket; any error
+        there is wrapped as 500 [error.toString()]. Without a session, ``this.client`` is
+        undefined before the download; with a closed one, the upload fails after it."""
+        if self.instance_state is None:
+            raise _internal(
+                "TypeError: Cannot read properties of undefined (reading 'waUploadToServer')"
+            )
+        if after_download and self.instance_state != "open":
+            raise _internal("Error: Connection Closed")
+
     def _check_number(self, number: str) -> str:
-        """sendMessageWithTyping(): numbers not on WhatsApp -> 400 with the lookup result."""
+        """sendMessageWithTyping(): the number is looked up over the instance's socket
+        (``client.onWhatsApp``: a raw error reaching express, 500, when the instance is not
+        connected); numbers not on WhatsApp -> 400 with the lookup result."""
+        if self.instance_state is None:
+            raise _uncaught(None, "Cannot read properties of undefined (reading 'onWhatsApp')")
+        if self.instance_state != "open":
+            raise _uncaught(None, "Connection Closed")
         if "@" in number:
             return number
         digits = re.sub(r"[^0-9]", "", number)

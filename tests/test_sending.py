@@ -12,6 +12,7 @@ from botocore.config import Config
 from evolution import EvolutionDownloadError
 from tests.conftest import BUCKET, S3_KEY_ID, S3_SECRET, upload
 from tests.media import mp4, pdf, png
+from tests.media_gen import image
 from tests.s3_signature_gate import S3SignatureGate
 
 NUMBER = "5511999990000"
@@ -50,7 +51,8 @@ def test_voice_note_goes_as_ptt_with_the_short_link_and_is_a_cache_hit(api, evol
 @pytest.mark.parametrize(
     ("body", "name", "mediatype", "file_name", "mimetype"),
     [
-        (png(), "photo.png", "image", "photo.png", "image/png"),
+        # Evolution re-encodes every image to JPEG and labels it by fileName: .jpg
+        (png(), "photo.png", "image", "photo.jpg", "image/jpeg"),
         (mp4(), "clip", "video", "clip.mp4", "video/mp4"),
         (pdf(), "Relatório final", "document", "Relatório final.pdf", "application/pdf"),
     ],
@@ -70,6 +72,32 @@ def test_media_goes_through_send_media_with_a_file_name_extension(
     assert call["json"]["caption"] == "see this"
     assert call["download_bytes"] == body
     assert call["download_headers"]["X-Cache"] == "HIT"
+    assert evolution.delivered[0]["mimetype"] == mimetype  # the label WhatsApp gets
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [(png(), "photo.png"), (image("WEBP"), "photo.webp"), (image("PNG", (40, 30)), "draw.PNG")],
+)
+def test_images_arrive_labelled_as_the_jpeg_evolution_makes_of_them(api, evolution, body, name):
+    """Trap 7: sharp turns every image into JPEG, the label comes from fileName; sent as
+    ``*.png``/``image/png`` WhatsApp would get JPEG bytes labelled image/png."""
+    created = upload(api, body, name)
+    assert send(api, created["id"]).status_code == 201
+    (delivered,) = evolution.delivered
+    assert delivered["content_type"] == "image/jpeg"
+    assert delivered["mimetype"] == "image/jpeg"
+    assert delivered["file_name"].endswith(".jpg")
+
+
+def test_an_image_sent_as_a_document_keeps_its_own_type(api, evolution):
+    created = upload(api, png(), "photo.png")
+    assert send(api, created["id"], as_document=True).status_code == 201
+    (call,) = evolution.sent
+    assert (call["json"]["fileName"], call["json"]["mimetype"]) == ("photo.png", "image/png")
+    assert evolution.delivered == [
+        {"mimetype": "image/png", "content_type": None, "file_name": "photo.png"}
+    ]
 
 
 def test_multipart_send_uploads_and_sends_in_one_call(api, evolution, voice_note):
@@ -122,7 +150,8 @@ def test_evolution_down_marks_failed_and_resend_sends_once(api, evolution, voice
     assert response.status_code == 502
     failed = response.json()
     assert failed["status"] == "failed"
-    assert "EvolutionUnavailable" in failed["error"]
+    assert failed["error"].startswith("EvolutionUnavailable: ")
+    assert "Action: Check that Evolution API is running" in failed["error"]
 
     evolution.up()
     resent = api.post(f"/api/messages/{failed['id']}/resend")
@@ -130,6 +159,53 @@ def test_evolution_down_marks_failed_and_resend_sends_once(api, evolution, voice
     assert resent.json()["attempts"] == 2
     assert evolution.processed_sends == 1
     assert api.post(f"/api/messages/{failed['id']}/resend").status_code == 409
+
+
+@pytest.mark.parametrize(("state", "name"), [("close", "photo.png"), (None, "voice.ogg")])
+def test_instance_not_connected_is_named_with_the_action(api, evolution, voice_note, state, name):
+    """Evolution answers 500 "Connection Closed" (or, with no session, a TypeError about
+    'onWhatsApp'): the instance, not the media, and the record says so."""
+    from chat.models import Message
+
+    created = upload(api, png() if name.endswith(".png") else voice_note, name)
+    evolution.instance_state = state
+    response = send(api, created["id"])
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error.startswith("EvolutionInstanceNotConnected: Evolution instance 'mc-test' is not")
+    assert "Action: Connect the instance to WhatsApp" in error
+    assert "/instance/connect/mc-test" in error
+    assert "Download" not in error
+    assert Message.objects.get(pk=response.json()["id"]).error == error
+    assert evolution.processed_sends == 0
+
+    evolution.instance_state = "open"
+    resent = api.post(f"/api/messages/{response.json()['id']}/resend")
+    assert resent.status_code == 201, resent.text
+    assert resent.json()["error"] == ""
+
+
+def test_unknown_instance_is_named_with_the_action(api, evolution, settings, voice_note):
+    settings.EVOLUTION = {**settings.EVOLUTION, "INSTANCE": "typo"}
+    created = upload(api, voice_note, "voice.ogg")
+    response = send(api, created["id"])
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error.startswith("EvolutionInstanceNotFound: Evolution has no instance 'typo'")
+    assert "Action: Set EVOLUTION_INSTANCE" in error
+
+
+def test_a_dead_media_link_is_a_download_error_with_the_action(api, evolution, voice_note):
+    from chat.models import MessageAttachment
+
+    created = upload(api, voice_note, "voice.ogg")
+    dead = "http://127.0.0.1:9/media/gone.ogg"  # nothing listens on port 9
+    MessageAttachment.objects.filter(pk=created["id"]).update(short_url=dead)
+    response = send(api, created["id"])
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error.startswith("EvolutionDownloadError: ")
+    assert "Action: Open the media link from Evolution's host" in error
 
 
 def test_gateway_503s_are_retried_without_duplicate_sends(api, evolution, voice_note):
@@ -146,6 +222,7 @@ def test_server_error_is_not_retried(api, evolution, voice_note):
     evolution.fail_next(500)
     response = send(api, created["id"])
     assert response.status_code == 502
+    assert response.json()["error"].startswith("EvolutionServerError: ")
     assert evolution.requests_received == 1
 
 
@@ -154,7 +231,8 @@ def test_wrong_evolution_key_is_a_clear_error(api, evolution, settings, voice_no
     created = upload(api, voice_note, "voice.ogg")
     response = send(api, created["id"])
     assert response.status_code == 502
-    assert "EvolutionAuthError" in response.json()["error"]
+    assert response.json()["error"].startswith("EvolutionAuthError: ")
+    assert "Action: Set EVOLUTION_API_KEY" in response.json()["error"]
     assert "wrong" not in response.json()["error"]  # the key is never echoed
 
 

@@ -8,6 +8,7 @@ Evolution never loads it.
 from mediacache.whatsapp.limits import (
     NotSendable,
     check_sendable,
+    delivered_type,
     file_name_for,
     is_voice_variant,
     mediatype_for,
@@ -18,6 +19,7 @@ from mediacache.whatsapp.send import send_via_evolution, warm
 __all__ = [
     "NotSendable",
     "check_sendable",
+    "delivered_type",
     "file_name_for",
     "is_voice_variant",
     "mediatype_for",

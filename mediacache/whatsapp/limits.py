@@ -29,12 +29,31 @@ def mediatype_for(content_type: str) -> str:
     return "document"
 
 
-def file_name_for(obj: MediaObject) -> str:
-    """The original name with the extension of the real type (``report`` -> ``report.pdf``)."""
-    extension = extension_for(obj.content_type)
+# What Evolution turns a mediatype into before the upload to WhatsApp: every image goes
+# through sharp's .jpeg(), whatever it was (EVOLUTION.md, trap 7).
+REENCODED_AS = {"image": "image/jpeg"}
+
+
+def delivered_type(obj: MediaObject, mediatype: str) -> str:
+    """The type WhatsApp receives for ``obj`` sent as ``mediatype``: JPEG for any image.
+
+    Evolution labels what it uploads by ``fileName``'s extension, not by the bytes, so
+    the name and mimetype sent must be this type, or a PNG arrives as JPEG bytes
+    labelled ``image/png``.
+    """
+    return REENCODED_AS.get(mediatype, obj.content_type)
+
+
+def file_name_for(obj: MediaObject, mediatype: str | None = None) -> str:
+    """The original name with the extension of the type WhatsApp gets (``report`` ->
+    ``report.pdf``; ``photo.png`` sent as an image -> ``photo.jpg``)."""
+    content_type = delivered_type(obj, mediatype) if mediatype else obj.content_type
+    extension = extension_for(content_type)
     name = safe_filename(obj.filename, obj.media_hash or "file")
     stem, dot, current = name.rpartition(".")
     if dot and f".{current.lower()}" == extension:
+        return name
+    if dot and extension == ".jpg" and current.lower() in ("jpeg", "jpe"):
         return name
     return f"{stem if dot else name}{extension}"
 

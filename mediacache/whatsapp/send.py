@@ -7,7 +7,9 @@ the caches first, so Evolution's download is a hit.
 
 What goes is what the short link serves: the WhatsApp-ready variant when the row
 has one (a voice note as Ogg Opus mono -> ``encoding: false``, so Evolution
-neither re-encodes it nor appends ``?timestamp=``; an image as JPEG). WhatsApp's
+neither re-encodes it nor appends ``?timestamp=``; an image as JPEG). An image without
+a variant (a small PNG) still goes as ``.jpg``/``image/jpeg``: Evolution re-encodes
+every image to JPEG and labels it by ``fileName``'s extension. WhatsApp's
 limits are checked first (:func:`check_sendable`): an image over 5 MB, a video
 over 16 MB or not H.264/AAC in MP4, a document over 100 MB cannot go as such; a
 video can go ``as_document`` instead.
@@ -27,6 +29,7 @@ from mediacache.registry import media_model
 from mediacache.whatsapp.counters import count_send
 from mediacache.whatsapp.limits import (
     check_sendable,
+    delivered_type,
     file_name_for,
     is_voice_variant,
     send_warnings,
@@ -92,8 +95,9 @@ def send_via_evolution(
                 number,
                 url,
                 mediatype=mediatype,
-                mimetype=obj.content_type,
-                file_name=file_name_for(obj),
+                # Evolution re-encodes images to JPEG and labels them by fileName.
+                mimetype=delivered_type(obj, mediatype),
+                file_name=file_name_for(obj, mediatype),
                 caption=caption,
             )
     except EvolutionError as exc:

@@ -22,10 +22,14 @@ from evolution import (
     EvolutionClient,
     EvolutionDownloadError,
     EvolutionError,
+    EvolutionInstanceNotConnected,
+    EvolutionInstanceNotFound,
+    EvolutionServerError,
     EvolutionUnavailable,
     EvolutionValidationError,
     SendResult,
 )
+from evolution.classify import error_for
 from evolution.payloads import audio_payload, media_payload
 from tests.evolution_double import EvolutionDouble, is_base64, is_url, with_timestamp
 
@@ -522,7 +526,7 @@ def test_500_is_not_retried(double: EvolutionDouble) -> None:
     transport = CountingTransport()
     with (
         make_client(double, max_retries=2, transport=transport) as client,
-        pytest.raises(EvolutionDownloadError) as info,
+        pytest.raises(EvolutionServerError) as info,
     ):
         client.send_audio(NUMBER, "https://cdn.example.com/a.ogg")
     assert info.value.status_code == 500
@@ -548,7 +552,7 @@ def test_read_timeout_is_not_retried_and_maybe_sent(
 
 def test_api_key_is_redacted_from_error_bodies(double: EvolutionDouble) -> None:
     double.fail_next(500, body=f"internal error, apikey={API_KEY}")
-    with make_client(double) as client, pytest.raises(EvolutionDownloadError) as info:
+    with make_client(double) as client, pytest.raises(EvolutionServerError) as info:
         client.send_audio(NUMBER, "https://cdn.example.com/a.ogg")
     err = info.value
     for text in (str(err), repr(err), err.body, err.message):
@@ -558,7 +562,7 @@ def test_api_key_is_redacted_from_error_bodies(double: EvolutionDouble) -> None:
 
 def test_error_body_is_truncated(double: EvolutionDouble) -> None:
     double.fail_next(500, body="x" * 5000)
-    with make_client(double) as client, pytest.raises(EvolutionDownloadError) as info:
+    with make_client(double) as client, pytest.raises(EvolutionServerError) as info:
         client.send_audio(NUMBER, "https://cdn.example.com/a.ogg")
     assert len(info.value.body) == 2000
 
@@ -633,3 +637,216 @@ def test_is_base64() -> None:
 )
 def test_with_timestamp_mirrors_url_search_params_set(url: str, expected: str) -> None:
     assert with_timestamp(url, 42) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Errors named for their cause, each with the operator's action
+# --------------------------------------------------------------------------------------------
+
+
+def _send_png(client: EvolutionClient, media_url: str, file_name: str = "photo.png") -> SendResult:
+    return client.send_media(
+        NUMBER,
+        f"{media_url}/media/photo.png",
+        mediatype="image",
+        mimetype="image/png",
+        file_name=file_name,
+    )
+
+
+@pytest.mark.parametrize("state", ["close", "connecting", "refused"])
+def test_media_to_a_closed_instance_is_not_connected_after_the_download(
+    double: EvolutionDouble, media_url: str, state: str
+) -> None:
+    double.instance_state = state
+    with make_client(double) as client, pytest.raises(EvolutionInstanceNotConnected) as info:
+        _send_png(client, media_url)
+    err = info.value
+    assert err.status_code == 500
+    assert err.messages == ("Error: Connection Closed",)
+    assert not isinstance(err, EvolutionDownloadError)
+    assert err.maybe_sent is False
+    assert f"/instance/connect/{INSTANCE}" in err.action
+    assert double.calls[0]["download_status"] == 200  # the media was fine
+    assert double.processed_sends == 0
+
+
+def test_voice_note_without_encoding_fails_before_the_download(
+    double: EvolutionDouble, media_url: str
+) -> None:
+    double.instance_state = "close"
+    with make_client(double) as client, pytest.raises(EvolutionInstanceNotConnected) as info:
+        client.send_audio(NUMBER, f"{media_url}/media/voice.ogg", encoding=False)
+    assert info.value.status_code == 500
+    assert info.value.messages == ("Connection Closed",)
+    assert double.calls[0]["downloads"] == []
+
+
+def test_instance_without_session_fails_reading_on_whatsapp(
+    double: EvolutionDouble, media_url: str
+) -> None:
+    double.instance_state = None  # Evolution restarted, the instance never reconnected
+    with make_client(double) as client, pytest.raises(EvolutionInstanceNotConnected) as info:
+        client.send_audio(NUMBER, f"{media_url}/media/voice.ogg")
+    assert info.value.messages == ("Cannot read properties of undefined (reading 'onWhatsApp')",)
+    assert double.calls[0]["download_status"] == 200  # encoding on: downloaded first
+
+    with make_client(double) as client, pytest.raises(EvolutionInstanceNotConnected) as info:
+        client.send_media(
+            NUMBER,
+            f"{media_url}/media/report.pdf",
+            mediatype="document",
+            mimetype="application/pdf",
+            file_name="report.pdf",
+        )
+    assert "waUploadToServer" in info.value.message
+    assert double.calls[1]["downloads"] == []  # this.client.waUploadToServer failed first
+
+
+def test_unknown_instance_is_instance_not_found(double: EvolutionDouble, media_url: str) -> None:
+    with (
+        EvolutionClient(double.url, API_KEY, "nope", backoff=0) as client,
+        pytest.raises(EvolutionInstanceNotFound) as info,
+    ):
+        client.send_audio(NUMBER, f"{media_url}/media/voice.ogg")
+    assert info.value.status_code == 404
+    assert 'The "nope" instance does not exist' in info.value.message
+    assert "EVOLUTION_INSTANCE" in info.value.action
+    assert double.calls[0]["downloads"] == []
+
+
+def test_a_media_host_404_is_a_download_error_not_instance_not_found(
+    double: EvolutionDouble, media_url: str
+) -> None:
+    with make_client(double) as client, pytest.raises(EvolutionDownloadError) as info:
+        client.send_audio(NUMBER, f"{media_url}/media/gone.ogg")
+    assert info.value.status_code == 404  # axios' status passed through
+    assert "PUBLIC_BASE_URL" in info.value.action
+
+
+def test_every_error_class_has_its_own_action() -> None:
+    classes = [
+        EvolutionAuthError,
+        EvolutionInstanceNotFound,
+        EvolutionInstanceNotConnected,
+        EvolutionValidationError,
+        EvolutionDownloadError,
+        EvolutionUnavailable,
+        EvolutionServerError,
+    ]
+    actions = [cls("x").action for cls in classes]
+    assert all(actions)
+    assert len(set(actions)) == len(classes)
+    assert pickle.loads(pickle.dumps(EvolutionAuthError("x"))).action == actions[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "expected"),
+    [
+        (500, "Connection Closed", EvolutionInstanceNotConnected),
+        (500, "Error: Connection Closed", EvolutionInstanceNotConnected),
+        (400, "Error: Connection Closed", EvolutionInstanceNotConnected),  # socket dropped mid-send
+        (
+            500,
+            "Cannot read properties of undefined (reading 'onWhatsApp')",
+            EvolutionInstanceNotConnected,
+        ),
+        (404, 'The "mc-test" instance does not exist', EvolutionInstanceNotFound),
+        (404, "Cannot POST /message/sendMedia/mc-test", EvolutionServerError),
+        (404, "Request failed with status code 404", EvolutionDownloadError),
+        (403, "Request failed with status code 403", EvolutionDownloadError),
+        (500, "AxiosError: connect ECONNREFUSED 10.0.0.9:443", EvolutionDownloadError),
+        (400, "Error: Failed to fetch stream from https://x.example.com/a", EvolutionDownloadError),
+        (500, "Error: Input buffer contains unsupported image format", EvolutionDownloadError),
+        (400, "Owned media must be a url or base64", EvolutionValidationError),
+        (401, "Unauthorized", EvolutionAuthError),
+        (503, "Service Unavailable", EvolutionUnavailable),
+        (500, "Internal Server Error", EvolutionServerError),
+    ],
+)
+def test_errors_are_classified_from_status_and_text(
+    status: int, detail: str, expected: type[EvolutionError]
+) -> None:
+    err = error_for(status, detail, instance="mc-test")
+    assert type(err) is expected
+    assert err.status_code == status
+
+
+# --------------------------------------------------------------------------------------------
+# connectionState
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "expected", "connected"),
+    [("open", "open", True), ("connecting", "connecting", False), ("close", "close", False)],
+)
+def test_connection_state(
+    double: EvolutionDouble, state: str, expected: str, connected: bool
+) -> None:
+    double.instance_state = state
+    with make_client(double) as client:
+        result = client.connection_state()
+    assert (result.instance, result.state, result.connected) == (INSTANCE, expected, connected)
+    (call,) = double.calls
+    assert (call["method"], call["path"]) == ("GET", f"/instance/connectionState/{INSTANCE}")
+    assert call["status"] == 200
+
+
+def test_connection_state_without_a_session_is_unknown(double: EvolutionDouble) -> None:
+    double.instance_state = None
+    with make_client(double) as client:
+        result = client.connection_state()
+    assert (result.state, result.connected) == ("unknown", False)
+    assert result.raw == {"instance": {"instanceName": INSTANCE}}
+
+
+def test_connection_state_errors_are_typed(double: EvolutionDouble) -> None:
+    with (
+        EvolutionClient(double.url, API_KEY, "nope", backoff=0) as client,
+        pytest.raises(EvolutionInstanceNotFound),
+    ):
+        client.connection_state()
+    with make_client(double, api_key="wrong") as client, pytest.raises(EvolutionAuthError):
+        client.connection_state()
+    double.down()
+    with make_client(double, max_retries=0) as client, pytest.raises(EvolutionUnavailable):
+        client.connection_state()
+
+
+# --------------------------------------------------------------------------------------------
+# What WhatsApp gets: images are re-encoded to JPEG, labelled from fileName (trap 7)
+# --------------------------------------------------------------------------------------------
+
+
+def test_double_labels_a_reencoded_image_by_its_file_name(
+    double: EvolutionDouble, media_url: str
+) -> None:
+    with make_client(double) as client:
+        _send_png(client, media_url, "photo.png")
+        _send_png(client, media_url, "photo.jpg")
+    mislabelled, labelled = double.delivered
+    assert mislabelled == {
+        "mimetype": "image/png",
+        "content_type": "image/jpeg",
+        "file_name": "photo.png",
+    }
+    assert labelled == {
+        "mimetype": "image/jpeg",
+        "content_type": "image/jpeg",
+        "file_name": "photo.jpg",
+    }
+
+
+def test_double_records_documents_as_passed_on(double: EvolutionDouble, media_url: str) -> None:
+    with make_client(double) as client:
+        client.send_media(
+            NUMBER,
+            f"{media_url}/media/report.pdf",
+            mediatype="document",
+            mimetype="application/pdf",
+            file_name="report.pdf",
+        )
+    assert double.delivered == [
+        {"mimetype": "application/pdf", "content_type": None, "file_name": "report.pdf"}
+    ]
