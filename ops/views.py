@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,6 +38,7 @@ from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES
 from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
 from mediacache.observability.timeseries import StatsFileError, Window
+from mediacache.whatsapp.state import GatewayState, gateway_state
 
 logger = logging.getLogger("ops")
 
@@ -291,9 +293,18 @@ def _page(
         "minutes": hours * 60,
         "refresh_seconds": REFRESH_SECONDS,
         "max_upload_bytes": media_settings().MAX_UPLOAD_BYTES,
+        "gateway": _gateway(),
         "asset_version": asset_version(),
     }
     return render(request, "ops/index.html", context, status=status)
+
+
+def _gateway() -> dict[str, Any]:
+    """The WhatsApp instance's connection (cached 30 s per process): a send to one that
+    is not connected fails with an error that does not say so."""
+    state: GatewayState = gateway_state()
+    age = max(0, round(time.time() - state.checked_at)) if state.checked_at else None
+    return {**state.as_dict(), "age_seconds": age}
 
 
 def _why_no_stats(exc: Exception) -> str:

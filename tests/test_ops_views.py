@@ -356,3 +356,72 @@ def test_the_page_assets_are_served_by_the_running_service(live, staff):
             assert response.content
             kind = "css" if ".css" in url else "javascript"
             assert kind in response.headers["content-type"]
+
+
+# --- the WhatsApp gateway's connection ------------------------------------------------
+
+
+@pytest.fixture
+def fresh_gateway_state():
+    """The state is cached 30 s per process, per gateway URL (a new double's port)."""
+    from mediacache.whatsapp.state import CACHE
+
+    CACHE.clear()
+    yield
+    CACHE.clear()
+
+
+def gateway_line(html: str) -> tuple[str, str]:
+    """(state, text) of the page's gateway line."""
+    found = re.search(
+        r'<p id="gateway"[^>]*data-gateway-state="([^"]*)"[^>]*>(.*?)</p>', html, re.S
+    )
+    assert found, "the page shows no gateway line"
+    return found.group(1), " ".join(found.group(2).split())
+
+
+def test_the_page_shows_the_instance_connected_and_caches_it(
+    staff_client, evolution, fresh_gateway_state
+):
+    state, text = gateway_line(staff_client.get("/ops/").content.decode())
+    assert state == "open"
+    assert "instance <code>mc-test</code> is <strong>connected (open)</strong>" in text
+
+    evolution.instance_state = "close"  # within 30 s the page shows what it read
+    assert gateway_line(staff_client.get("/ops/").content.decode())[0] == "open"
+    reads = [c for c in evolution.calls if c["endpoint"] == "connectionState"]
+    assert len(reads) == 1
+
+
+def test_the_page_shows_a_closed_instance_with_the_action(
+    staff_client, evolution, fresh_gateway_state
+):
+    evolution.instance_state = "close"
+    state, text = gateway_line(staff_client.get("/ops/").content.decode())
+    assert state == "close"
+    assert "is <strong>close</strong>" in text
+    assert "Connect the instance to WhatsApp" in text
+    assert "/instance/connect/mc-test" in text
+
+
+def test_the_page_names_why_the_state_cannot_be_read(
+    staff_client, evolution, settings, fresh_gateway_state
+):
+    settings.EVOLUTION = {**settings.EVOLUTION, "INSTANCE": "typo"}
+    state, text = gateway_line(staff_client.get("/ops/").content.decode())
+    assert state == "error"
+    assert "EvolutionInstanceNotFound" in text
+    assert "Set EVOLUTION_INSTANCE" in text
+
+    evolution.down()
+    settings.EVOLUTION = {**settings.EVOLUTION, "INSTANCE": "mc-test"}
+    state, text = gateway_line(staff_client.get("/ops/").content.decode())
+    assert state == "unreachable"
+    assert "EvolutionUnavailable" in text
+
+
+def test_the_page_says_when_no_gateway_is_configured(staff_client, settings, fresh_gateway_state):
+    settings.EVOLUTION = {**settings.EVOLUTION, "API_URL": ""}
+    state, text = gateway_line(staff_client.get("/ops/").content.decode())
+    assert state == "not configured"
+    assert "set EVOLUTION_API_URL" in text

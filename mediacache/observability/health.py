@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mediacache.core.asgi_types import Receive, Scope, Send
+from mediacache.core.details import readiness_details
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -141,4 +142,6 @@ async def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
 
 async def readyz(engine: Engine, send: Send) -> None:
     ready, payload = await readiness(engine)
+    if details := readiness_details():  # optional parts (the gateway): shown, never counted
+        payload["details"] = details
     await json_response(send, 200 if ready else 503, payload)

@@ -1,5 +1,6 @@
 """System checks of the gateway settings: a configuration that would make every send
-fail is refused up front.
+fail is refused up front. ``register()`` also adds the instance's connection state to
+``/readyz``'s details (shown, never counted).
 
 Registered by the engine's app only for projects that have an ``EVOLUTION`` setting;
 tagged ``mediacache``, so ``with_media()`` runs them when the server starts too.
@@ -14,6 +15,8 @@ from django.conf import settings
 from django.core import checks
 
 from evolution.urlcheck import rejection_reason
+from mediacache.core.details import register_detail
+from mediacache.whatsapp.state import readiness_detail
 
 
 def check_public_base_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -56,5 +59,7 @@ def _evolution() -> Mapping[str, Any]:
 
 
 def register() -> None:
+    """The gateway's start-up checks, and its connection state as a ``/readyz`` detail."""
     checks.register(check_public_base_url, "mediacache")
     checks.register(check_evolution, "mediacache")
+    register_detail("gateway", readiness_detail)
