@@ -93,40 +93,13 @@ TEMPLATES = [
     },
 ]
 
-# Under ASGI each request's sync code runs in a thread of its own, so persistent connections
-# (CONN_MAX_AGE > 0) leave one idle connection per thread that ever ran a query. PostgreSQL
-# gets psycopg's pool instead: at most DATABASE_POOL_MAX connections per process (a worker),
-# a request waits up to DATABASE_POOL_TIMEOUT for one, and the connections above
-# DATABASE_POOL_MIN are closed once idle (one per DATABASE_POOL_MAX_IDLE seconds).
-# DATABASE_POOL_MAX=0: no pool (behind PgBouncer), DATABASE_CONN_MAX_AGE then applies.
 DATABASES = {
     "default": dj_database_url.parse(
         env.str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
-        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
 }
-DATABASE_POOL = {
-    "min_size": env.int("DATABASE_POOL_MIN", 1),
-    "max_size": env.int("DATABASE_POOL_MAX", 5),
-    "max_idle": env.float("DATABASE_POOL_MAX_IDLE", 30.0),
-    "timeout": env.float("DATABASE_POOL_TIMEOUT", 30.0),
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL["max_size"]:
-    if not 0 <= DATABASE_POOL["min_size"] <= DATABASE_POOL["max_size"]:
-        raise ImproperlyConfigured(
-            f"DATABASE_POOL_MIN must be between 0 and DATABASE_POOL_MAX, got "
-            f"{DATABASE_POOL['min_size']} and {DATABASE_POOL['max_size']}"
-        )
-    if DATABASE_POOL["max_idle"] <= 0 or DATABASE_POOL["timeout"] <= 0:
-        raise ImproperlyConfigured("DATABASE_POOL_MAX_IDLE and DATABASE_POOL_TIMEOUT must be > 0")
-    if DATABASES["default"]["CONN_MAX_AGE"] != 0:
-        raise ImproperlyConfigured(
-            f"DATABASE_CONN_MAX_AGE={DATABASES['default']['CONN_MAX_AGE']} keeps connections "
-            "open, which psycopg's pool refuses: unset it, or set DATABASE_POOL_MAX=0 to run "
-            "without the pool"
-        )
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = DATABASE_POOL
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -218,7 +191,13 @@ MEDIACACHE = {
     # 404s one client may cause per window before it gets 429 (0: no limit).
     "NOT_FOUND_LIMIT": env.int("MEDIA_NOT_FOUND_LIMIT", 60),
     "NOT_FOUND_WINDOW": env.float("MEDIA_NOT_FOUND_WINDOW", 60.0),
-    # /metrics: this bearer token, or (unset) loopback clients only.
+    # Database lookups a second per worker for clients past that limit (they wait, never 429
+    # for a link that exists).
+    "LIMITED_LOOKUPS_PER_SECOND": env.float("MEDIA_LIMITED_LOOKUPS_PER_SECOND", 20.0),
+    # Proxies whose X-Forwarded-For is believed (CIDRs; scripts/serve.sh gives uvicorn the
+    # same list): the client is the rightmost address not in them.
+    "TRUSTED_PROXIES": env.names("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"]),
+    # /metrics: this bearer token, or (unset) a direct loopback peer with no forwarding headers.
     "METRICS_TOKEN": env.str("METRICS_TOKEN"),
     # WhatsApp-ready media (mediacache.media.transcode; defaults are WhatsApp's limits).
     "VOICE_VARIANTS": env.bool("MEDIA_VOICE_VARIANTS", True),

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Make sure the PostgreSQL and Redis the tests use are answering, and Chromium is there.
+"""Make sure the PostgreSQL and Redis the tests use are answering, and Chromium and nginx
+are there.
 
 Used by `make test`. Reads TEST_DATABASE_URL and TEST_REDIS_URL (defaults on
 127.0.0.1). For a local address that does not answer it starts the server the
@@ -23,6 +24,7 @@ DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
 LOCAL = {"127.0.0.1", "localhost", "::1"}
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright drives it (never downloads one)
+NGINX = "/usr/sbin/nginx"  # Debian's nginx-light: the reverse proxy of tests/test_proxy.py
 
 
 def say(message: str) -> None:
@@ -127,6 +129,10 @@ def main() -> int:
         say("Chromium is needed for the browser test of /ops/; installing it (apt-get)")
         if not apt_install("chromium"):
             problems.append(f"{CHROMIUM} missing (browser test): apt-get install chromium, as root")
+    if not os.path.exists(NGINX):
+        say("nginx is needed as the reverse proxy of the proxy tests; installing it (apt-get)")
+        if not apt_install("nginx-light"):
+            problems.append(f"{NGINX} missing (proxy tests): apt-get install nginx-light, as root")
     if problems:
         for problem in problems:
             say(f"PROBLEM: {problem}")

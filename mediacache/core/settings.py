@@ -10,7 +10,7 @@ turns that into an error at start-up.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
@@ -50,6 +50,12 @@ class MediaSettings:
     METRICS_TOKEN: str = ""
     NOT_FOUND_LIMIT: int = 60
     NOT_FOUND_WINDOW: float = 60.0
+    # Database lookups a second, per process, shared by all clients past NOT_FOUND_LIMIT
+    # (they wait their turn, never refused: mediacache.serving.ratelimit).
+    LIMITED_LOOKUPS_PER_SECOND: float = 20.0
+    # Proxies whose X-Forwarded-For is believed (CIDRs): the client is the rightmost
+    # address not in them (mediacache.serving.clients).
+    TRUSTED_PROXIES: Sequence[str] = ("127.0.0.1/32", "::1/128")
     # Paths answered before the host's Django ("" = not served, the path is the host's):
     # off by default so a host's own /healthz or django-prometheus' /metrics stay its own.
     HEALTH_PATH: str = ""

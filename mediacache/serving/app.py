@@ -28,6 +28,7 @@ from mediacache.core.headers import (
     validator_headers,
 )
 from mediacache.core.objects import CachedMedia, seconds_left
+from mediacache.serving.clients import TrustedProxies
 from mediacache.serving.conditional import (
     CONDITION_HEADERS,
     NOT_MODIFIED,
@@ -38,7 +39,7 @@ from mediacache.serving.conditional import (
     parse_range,
     precondition,
 )
-from mediacache.serving.ratelimit import NotFoundLimiter
+from mediacache.serving.ratelimit import LookupRation, NotFoundLimiter
 from mediacache.tiers.lookup import MediaService
 from mediacache.tiers.results import Lookup, NotFound, Unavailable
 
@@ -57,11 +58,6 @@ _METHOD_BODY = b'{"error": "method not allowed"}'
 _TOO_MANY_BODY = b'{"error": "too many requests for unknown links"}'
 _PRECONDITION_BODY = b'{"error": "precondition failed"}'
 _HIT_OUTCOMES = {"l1": HIT_L1, "redis": HIT_REDIS}
-
-
-def _client_of(scope: Scope) -> str:
-    client = scope.get("client")
-    return client[0] if client else "-"
 
 
 def _log_served(
@@ -117,6 +113,14 @@ class MediaApp:
         self._precondition_failed = _error_headers(_PRECONDITION_BODY)
         settings = service.settings
         self.limiter = NotFoundLimiter(settings.NOT_FOUND_LIMIT, settings.NOT_FOUND_WINDOW)
+        try:
+            self.clients = TrustedProxies(settings.TRUSTED_PROXIES)
+            rate = settings.LIMITED_LOOKUPS_PER_SECOND
+            self.ration = LookupRation(rate, burst=max(1, int(rate)))
+        except ValueError as exc:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(str(exc)) from exc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -124,17 +128,19 @@ class MediaApp:
             await _respond(send, 405, self._not_allowed, _METHOD_BODY, method)
             return
         started = time.perf_counter()
-        # A client that caused too many 404s is served from the caches only, and
-        # gets 429 where it would get 404: guessing costs it time and us nothing.
-        limited = 0
-        if self.limiter.enabled:
-            client = _client_of(scope)
-            limited = self.limiter.retry_after(client)
         media_hash = media_key_from_path(scope["path"])  # "hash" or "hash/original"
+        # The client (behind trusted proxies) is derived only when the limiter needs it:
+        # never for an L1 hit. A limited client gets 429 where it would get 404, and a
+        # link that exists is always answered (mediacache.serving.ratelimit).
+        client: str | None = None
+        limited = 0
+        if self.limiter.enabled and (media_hash is None or not self._in_l1(media_hash)):
+            client = self.clients.client_of(scope)
+            limited = self.limiter.retry_after(client)
         outcome = NOT_FOUND
         if media_hash is not None:
             try:
-                found = await self.service.lookup(media_hash, cached_only=bool(limited))
+                found = await self._lookup(media_hash, client, limited)
             except NotFound as exc:
                 if exc.reason == "expired":
                     outcome = EXPIRED
@@ -150,9 +156,34 @@ class MediaApp:
             await _respond(send, 429, headers, _TOO_MANY_BODY, method)
             return STATS.record(outcome, time.perf_counter() - started, 0)
         if self.limiter.enabled:
-            self.limiter.record_not_found(client)
+            client = client or self.clients.client_of(scope)
+            if self.limiter.record_not_found(client):
+                logger.warning(
+                    "[MEDIA] client %s limited: %d 404s in %gs; unknown hashes get 429, "
+                    "links that exist are still served",
+                    client,
+                    self.limiter.limit,
+                    self.limiter.window,
+                    extra={"client": client},
+                )
         await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
         STATS.record(outcome, time.perf_counter() - started, 0)
+
+    def _in_l1(self, media_hash: str) -> bool:
+        return isinstance(self.service.l1.get(media_hash), CachedMedia)
+
+    async def _lookup(self, media_hash: str, client: str | None, limited: int) -> Lookup:
+        """A limited client: the caches first (a hash they know is gone costs nothing),
+        then its turn at the database (:class:`LookupRation`), never a refusal."""
+        if not limited:
+            return await self.service.lookup(media_hash)
+        try:
+            return await self.service.lookup(media_hash, cached_only=True)
+        except NotFound as exc:
+            if exc.reason != "not cached":
+                raise
+        await self.ration.turn(client or "-")
+        return await self.service.lookup(media_hash)
 
     async def _answer(
         self,

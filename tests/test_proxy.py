@@ -1,0 +1,228 @@
+"""Behind a real reverse proxy: nginx on loopback in front of ``scripts/serve.sh`` (2 workers).
+
+nginx appends the address it was connected from to ``X-Forwarded-For``, as Railway's,
+Render's, Heroku's routers and a Kubernetes ingress do. Every test client is on
+loopback, so to play a client on the internet the test sends ``X-Test-Client: <address>``
+and nginx's realip module (trusting only 127.0.0.1) takes it as the connecting address
+— what nginx then appends is exactly what a remote client would get. The header itself
+never reaches the service.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mediacache.core.hashes import new_media_hash
+from tests.conftest import FIXTURES
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+NGINX = "/usr/sbin/nginx"
+LIMIT = 10  # MEDIA_NOT_FOUND_LIMIT per worker
+GATEWAY = "198.51.100.10"  # Evolution, say, behind the proxy
+GUESSER = "203.0.113.66"
+
+NGINX_CONF = """\
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    client_max_body_size 10m;
+    client_body_buffer_size 10m;
+    server {{
+        listen 127.0.0.1:{port};
+        # The test's stand-in for a client on the internet (see the module docstring).
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Test-Client;
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_buffering off;
+            proxy_set_header Host $host;
+            proxy_set_header X-Test-Client "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
+}}
+"""
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args[0]} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def environment(tmp_path: Path) -> dict[str, str]:
+    """Production-like (no DEBUG, no METRICS_TOKEN), embedded database and store."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        MEDIACACHE_VAR_DIR=str(tmp_path / "var"),
+        SECRET_KEY=secrets.token_urlsafe(40),
+        ALLOWED_HOSTS="127.0.0.1",
+        PUBLIC_BASE_URL="https://media.example.com",
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="2",
+        MIGRATE_ON_START="1",
+        MEDIACACHE_READ_DOTENV="0",
+        GRACEFUL_TIMEOUT="5",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        PYTHON=sys.executable,
+        MEDIA_NOT_FOUND_LIMIT=str(LIMIT),
+        # What PaaS guides used to say; serve.sh now ignores it (TRUSTED_PROXIES rules).
+        FORWARDED_ALLOW_IPS="*",
+    )
+    return env
+
+
+@pytest.fixture
+def proxied(environment: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """(nginx's URL, the service's own URL, the service's log)."""
+    if not os.path.exists(NGINX):
+        pytest.fail(f"{NGINX} missing: apt-get install nginx-light (make test installs it)")
+    log_path = tmp_path / "serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    service = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "serve.sh")],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstream=environment["PORT"]))
+    nginx = subprocess.Popen(
+        [NGINX, "-e", str(prefix / "error.log"), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    upstream = f"http://127.0.0.1:{environment['PORT']}"
+    front = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(upstream, service, log_path)
+        wait_until_answering(front, nginx, prefix / "error.log")
+        yield front, upstream, log_path
+    finally:
+        stop(nginx)
+        stop(service)
+        log.close()
+
+
+def as_client(address: str | None = None, **headers: str) -> dict[str, str]:
+    sent = {name.replace("_", "-"): value for name, value in headers.items()}
+    if address is not None:
+        sent["X-Test-Client"] = address
+    return sent
+
+
+def upload(front: str, environment: dict[str, str], count: int) -> list[str]:
+    key = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "proxy-test"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    body = (FIXTURES / "voice.ogg").read_bytes()
+    paths = []
+    for i in range(count):
+        created = httpx.post(
+            f"{front}/api/attachments/",
+            headers={"Authorization": f"Bearer {key}"},
+            files={"file": (f"v{i}.ogg", body)},
+        )
+        assert created.status_code == 201, created.text
+        paths.append(created.json()["short_url"].removeprefix("https://media.example.com"))
+    return paths
+
+
+def test_a_forged_forwarded_for_never_opens_metrics(proxied):
+    front, upstream, _ = proxied
+    # The one client answered without a token: a direct loopback peer, no forwarding header.
+    assert httpx.get(f"{upstream}/metrics").status_code == 200
+    # A client on the internet claiming to be loopback, through the proxy: 403.
+    forged = as_client(GUESSER, X_Forwarded_For="127.0.0.1")
+    assert httpx.get(f"{front}/metrics", headers=forged).status_code == 403
+    forged_v6 = as_client(GUESSER, X_Forwarded_For="::1, 127.0.0.1")
+    assert httpx.get(f"{front}/metrics", headers=forged_v6).status_code == 403
+    # Anything that came through the proxy, even from this machine: 403 (use the token).
+    assert httpx.get(f"{front}/metrics").status_code == 403
+    # Straight to the service with a forged header: 403 too.
+    direct = httpx.get(f"{upstream}/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
+    assert direct.status_code == 403
+
+
+def test_unknown_hashes_from_the_gateway_s_address_never_block_its_valid_links(
+    proxied, environment
+):
+    front, _, log_path = proxied
+    valid = upload(front, environment, 3)  # uncached: uploads do not warm the caches
+    with httpx.Client(base_url=front) as client:  # nginx opens an upstream per request
+        gateway = as_client(GATEWAY, X_Forwarded_For="127.0.0.1")  # forged as well
+        statuses = [
+            client.get(f"/media/{new_media_hash()}", headers=gateway).status_code
+            for _ in range(100)
+        ]
+        # Each worker answers 404 up to the limit, then 429 for unknown hashes.
+        assert set(statuses) == {404, 429}
+        assert statuses.count(404) <= 2 * LIMIT
+        limited = client.get(f"/media/{new_media_hash()}", headers=gateway)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) > 0
+
+        # The gateway's valid, uncached links: 200, the bytes, from the store.
+        body = (FIXTURES / "voice.ogg").read_bytes()
+        for path in valid:
+            got = client.get(f"{path}?timestamp=1", headers=gateway)
+            assert got.status_code == 200, got.text
+            assert got.headers["x-cache"] == "MISS"
+            assert got.content == body
+
+        # Another client on the internet shares nothing with the gateway: a plain 404.
+        other = client.get(f"/media/{new_media_hash()}", headers=as_client(GUESSER))
+        assert other.status_code == 404
+
+    # The limiter named the gateway's real address, never the proxy's or the forged one.
+    log = log_path.read_text()
+    assert f"client {GATEWAY} limited" in log
+    assert "client 127.0.0.1 limited" not in log
+    assert "FORWARDED_ALLOW_IPS is ignored" in log
