@@ -70,3 +70,21 @@ dist: install
 	rm -rf dist
 	$(BIN)/python -m build --sdist --wheel -o dist .
 	$(BIN)/twine check --strict dist/*
+
+## Pin the service's dependencies with their hashes (requirements/service.lock, which the
+## Dockerfile installs) from pyproject's [service] extra, with pip-tools in a throwaway venv.
+## Local pip settings (extra indexes, wheel folders) are ignored, so the hashes are the
+## registry's own; the lock is for Python 3.11 on Linux, like the image. Pins still allowed by
+## pyproject.toml are kept; LOCK_ARGS=--upgrade takes the newest releases it allows.
+LOCK_VENV ?= /tmp/mediacache-lock-venv
+PIP_TOOLS ?= pip-tools==7.6.2
+.PHONY: lock
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+	  { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q "$(PIP_TOOLS)"; }
+	$(LOCK_VENV)/bin/python -c "import sys; sys.exit(sys.version_info[:2] != (3, 11) and \
+	  'make lock needs Python 3.11, as in the image: PYTHON=python3.11 make lock')"
+	env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" \
+	  $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --extra service --strip-extras \
+	  --allow-unsafe --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+	  --output-file requirements/service.lock pyproject.toml

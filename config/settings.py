@@ -93,13 +93,40 @@ TEMPLATES = [
     },
 ]
 
+# Under ASGI each request's sync code runs in a thread of its own, so persistent connections
+# (CONN_MAX_AGE > 0) leave one idle connection per thread that ever ran a query. PostgreSQL
+# gets psycopg's pool instead: at most DATABASE_POOL_MAX connections per process (a worker),
+# a request waits up to DATABASE_POOL_TIMEOUT for one, and the connections above
+# DATABASE_POOL_MIN are closed once idle (one per DATABASE_POOL_MAX_IDLE seconds).
+# DATABASE_POOL_MAX=0: no pool (behind PgBouncer), DATABASE_CONN_MAX_AGE then applies.
 DATABASES = {
     "default": dj_database_url.parse(
         env.str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
-        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
 }
+DATABASE_POOL = {
+    "min_size": env.int("DATABASE_POOL_MIN", 1),
+    "max_size": env.int("DATABASE_POOL_MAX", 5),
+    "max_idle": env.float("DATABASE_POOL_MAX_IDLE", 30.0),
+    "timeout": env.float("DATABASE_POOL_TIMEOUT", 30.0),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL["max_size"]:
+    if not 0 <= DATABASE_POOL["min_size"] <= DATABASE_POOL["max_size"]:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN must be between 0 and DATABASE_POOL_MAX, got "
+            f"{DATABASE_POOL['min_size']} and {DATABASE_POOL['max_size']}"
+        )
+    if DATABASE_POOL["max_idle"] <= 0 or DATABASE_POOL["timeout"] <= 0:
+        raise ImproperlyConfigured("DATABASE_POOL_MAX_IDLE and DATABASE_POOL_TIMEOUT must be > 0")
+    if DATABASES["default"]["CONN_MAX_AGE"] != 0:
+        raise ImproperlyConfigured(
+            f"DATABASE_CONN_MAX_AGE={DATABASES['default']['CONN_MAX_AGE']} keeps connections "
+            "open, which psycopg's pool refuses: unset it, or set DATABASE_POOL_MAX=0 to run "
+            "without the pool"
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = DATABASE_POOL
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -7,8 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
 [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
-UVICORN="$(dirname "$PYTHON")/uvicorn"
-command -v "$UVICORN" >/dev/null || UVICORN=uvicorn
 
 # Every worker writes its metrics here; /metrics sums them. Start empty.
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/mediacache-metrics}"
@@ -30,7 +28,9 @@ case ",${TRUSTED_PROXIES// /}," in *,\*,*)
   exit 2 ;;
 esac
 
-exec "$UVICORN" config.asgi:application \
+# uvicorn's command line; its supervisor stops listening at SIGTERM (config/server.py),
+# so new connections are refused while requests in flight get GRACEFUL_TIMEOUT to finish.
+exec "$PYTHON" -m config.server config.asgi:application \
   --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
   --workers "${WEB_CONCURRENCY:-2}" \
   --loop uvloop --http mediacache.fastpath:MediaHttpProtocol \

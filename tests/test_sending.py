@@ -208,6 +208,29 @@ def test_a_dead_media_link_is_a_download_error_with_the_action(api, evolution, v
     assert "Action: Open the media link from Evolution's host" in error
 
 
+def test_a_read_timeout_says_the_message_may_have_gone_out(api, evolution, settings, voice_note):
+    settings.EVOLUTION = {**settings.EVOLUTION, "READ_TIMEOUT": 0.5}
+    created = upload(api, voice_note, "voice.ogg")
+    evolution.delay_next(3.0)
+    response = send(api, created["id"])
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error.startswith("EvolutionUnavailable: Evolution API did not answer in time")
+    assert "Action: The message may have gone out: check the chat in WhatsApp" in error
+    assert evolution.processed_sends == 1  # it did: the action keeps a re-send from doubling it
+
+
+def test_a_long_gateway_answer_keeps_the_action_on_the_record(api, evolution, voice_note):
+    created = upload(api, voice_note, "voice.ogg")
+    evolution.fail_next(500, body="x" * 5000)
+    error = send(api, created["id"]).json()["error"]
+    assert len(error) <= 2000
+    assert error.startswith("EvolutionServerError: Evolution API error 500: xxx")
+    assert error.endswith(
+        "Action: Read Evolution API's log at this time for the cause, then re-send."
+    )
+
+
 def test_gateway_503s_are_retried_without_duplicate_sends(api, evolution, voice_note):
     created = upload(api, voice_note, "voice.ogg")
     evolution.fail_next(503, times=2)
