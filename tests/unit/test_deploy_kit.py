@@ -12,6 +12,7 @@ the `[service]` extra with hashes, and the image installs the lock before the so
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import json
 import os
 import re
@@ -550,6 +551,20 @@ def test_the_compose_proxy_configuration_is_valid_nginx(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_kit_trusts_only_private_proxies():
+    """The replicas sit behind a proxy on a private network: its X-Forwarded-For is
+    believed, and no public address (nor "*") is ever a trusted proxy."""
+    (deployment,) = k8s("Deployment")
+    envs = {
+        "compose.yaml": compose_env("app"),
+        "deploy/k8s": container_env(deployment["spec"]["template"]["spec"]),
+    }
+    for where, env in envs.items():
+        assert env.get("TRUSTED_PROXIES"), f"{where}: every client would have the proxy's address"
+        for cidr in env["TRUSTED_PROXIES"].split(","):
+            assert ipaddress.ip_network(cidr).is_private, f"{where}: {cidr} is not private"
 
 
 # --- Kubernetes ---------------------------------------------------------------------------
