@@ -21,7 +21,7 @@ import logging
 
 from django.db import models
 
-from evolution import EvolutionClient, EvolutionError, SendResult
+from evolution import EvolutionClient, EvolutionError, EvolutionInstanceNotConnected, SendResult
 from mediacache.core.hashes import ORIGINAL_SUFFIX
 from mediacache.core.objects import MediaObject
 from mediacache.engine import get_engine
@@ -34,6 +34,7 @@ from mediacache.whatsapp.limits import (
     is_voice_variant,
     send_warnings,
 )
+from mediacache.whatsapp.state import CACHE as GATEWAY_STATES
 
 logger = logging.getLogger("mediacache.whatsapp")
 
@@ -102,6 +103,9 @@ def send_via_evolution(
             )
     except EvolutionError as exc:
         count_send("failed")
+        if isinstance(exc, EvolutionInstanceNotConnected):
+            # What /ops/ and /readyz show is read again, not taken from before the send.
+            GATEWAY_STATES.forget(client.base_url, client.instance)
         logger.error(
             "[CHAT] Evolution API response: status %s, send failed: %s",
             exc.status_code or "-",

@@ -119,6 +119,12 @@ class StateCache:
         with self._lock:
             self._states.clear()
 
+    def forget(self, url: str, instance: str) -> None:
+        """Drop what is known of ``instance`` at ``url``: a send just said otherwise."""
+        with self._lock:
+            for key in [k for k in self._states if (k[0].rstrip("/"), k[2]) == (url, instance)]:
+                del self._states[key]
+
     def get(self, key: tuple[str, str, str, int], *, wait: bool) -> GatewayState | None:
         """The cached state if fresh; else read it (``wait``), or start a read in the
         background and answer the stale one (None when there is none yet)."""
