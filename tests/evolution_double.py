@@ -336,7 +336,8 @@ class EvolutionDouble:
 
     * ``url`` - base URL; ``port``.
     * ``calls`` - one dict per request received, in order. Keys: ``method``, ``path``,
-      ``endpoint`` ("sendWhatsAppAudio" | "sendMedia" | "getBase64FromMediaMessage" | None),
+      ``endpoint`` ("sendWhatsAppAudio" | "sendMedia" | "getBase64FromMediaMessage" |
+      "connectionState" | None),
       ``instance``, ``apikey_ok``, ``user_agent``, ``json`` (parsed body or None),
       ``api_version`` (1/2 detected from the body shape), ``media`` (URL/base64 as sent),
       ``download_url`` (what was fetched, e.g. with ``timestamp=`` added),
@@ -344,7 +345,8 @@ class EvolutionDouble:
       ``httpx.Headers``: ``["X-Cache"]``, ``["Content-Type"]``), ``download_user_agent``,
       ``download_final_url`` (after redirects), ``download_error``, ``downloads`` (every GET
       made, same keys without the prefix), ``file_name``/``mimetype`` (as resolved),
-      ``message_type``, ``message_id``, ``status`` (HTTP status answered), ``response``,
+      ``delivered`` (what WhatsApp got, see below), ``message_type``, ``message_id``,
+      ``status`` (HTTP status answered), ``response``,
       ``faulted`` (answered by ``fail_next``), ``delayed`` (seconds).
     * ``media_by_id`` - message id -> dict for getBase64FromMediaMessage.
     * ``not_on_whatsapp`` - numbers (digits) that Evolution reports as not on WhatsApp.
