@@ -195,7 +195,8 @@ def test_unknown_hashes_from_the_gateway_s_address_never_block_its_valid_links(
     proxied, environment
 ):
     front, _, log_path = proxied
-    valid = upload(front, environment, 3)  # uncached: uploads do not warm the caches
+    uploaded = upload(front, environment, 5)  # uncached: uploads do not warm the caches
+    valid, valid_for_loopback = uploaded[:3], uploaded[3:]
     with httpx.Client(base_url=front) as client:  # nginx opens an upstream per request
         gateway = as_client(GATEWAY, X_Forwarded_For="127.0.0.1")  # forged as well
         statuses = [
@@ -221,8 +222,16 @@ def test_unknown_hashes_from_the_gateway_s_address_never_block_its_valid_links(
         other = client.get(f"/media/{new_media_hash()}", headers=as_client(GUESSER))
         assert other.status_code == 404
 
-    # The limiter named the gateway's real address, never the proxy's or the forged one.
-    log = log_path.read_text()
-    assert f"client {GATEWAY} limited" in log
-    assert "client 127.0.0.1 limited" not in log
-    assert "FORWARDED_ALLOW_IPS is ignored" in log
+        # The limiter named the gateway's real address, never the proxy's or the forged one.
+        log = log_path.read_text()
+        assert f"client {GATEWAY} limited" in log
+        assert "client 127.0.0.1 limited" not in log
+        assert "FORWARDED_ALLOW_IPS is ignored" in log
+
+        # Everyone sharing one address (here the proxy's own machine, as when
+        # TRUSTED_PROXIES misses the proxy): limited, yet its valid links are answered.
+        shared = [client.get(f"/media/{new_media_hash()}").status_code for _ in range(100)]
+        assert shared.count(429) >= 100 - 2 * LIMIT
+        for path in valid_for_loopback:
+            got = client.get(path)
+            assert (got.status_code, got.content) == (200, body)
