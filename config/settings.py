@@ -109,7 +109,7 @@ DATABASES = {
 DATABASE_POOL = {
     "min_size": env.int("DATABASE_POOL_MIN", 1),
     "max_size": env.int("DATABASE_POOL_MAX", 5),
-    "max_idle": env.float("DATABASE_POOL_MAX_IDLE", 30.0),
+    "max_idle": env.float("DATABASE_POOL_MAX_IDLE", 10.0),
     "timeout": env.float("DATABASE_POOL_TIMEOUT", 30.0),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL["max_size"]:

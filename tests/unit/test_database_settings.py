@@ -49,7 +49,7 @@ def test_postgresql_gets_a_small_pool_and_no_persistent_connections():
         "ENGINE": "django.db.backends.postgresql",
         "CONN_MAX_AGE": 0,
         # 2 workers hold at most 10 of a 20-connection plan; idle ones above 1 are closed.
-        "pool": {"min_size": 1, "max_size": 5, "max_idle": 30.0, "timeout": 30.0},
+        "pool": {"min_size": 1, "max_size": 5, "max_idle": 10.0, "timeout": 30.0},
     }
 
 
