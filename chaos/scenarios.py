@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import random
+import secrets
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -26,20 +29,24 @@ from tests.faults import (
     BUCKET,
     Corpus,
     LoadGenerator,
+    NginxProxy,
     RssSampler,
     Sample,
+    ServiceProcess,
     Stack,
     StoredObject,
     Summary,
     answered,
     client_for,
     failed,
+    gateway_address,
     seed,
     stored_from,
     summarize,
     upload_body,
     upload_one,
 )
+from tests.servers import free_port
 
 # Labels of the load's phases (a sample carries the phase it was sent in). Which
 # fault a request may blame is decided by time, not label: see Window.
@@ -73,12 +80,17 @@ class Timing:
     soak: float = 0.0  # s; 0 skips the soak
     soak_rate: float = 60.0
     soak_fault: float = 5.0  # s each fault lasts during the soak
+    unknown_hashes: int = 200  # behind_proxy: the flood from the gateway's address
+    valid_links: int = 10  # behind_proxy: uncached links asked for right after it
+    limited_lookups: float = 20.0  # behind_proxy: MEDIA_LIMITED_LOOKUPS_PER_SECOND (default)
 
 
 def long_timing(soak: float) -> Timing:
     return Timing(
         warm=3, fault=15, recover=8, rate=120, concurrency=16, hot=40, cold=600, big=6,
         uploads=50, failed_writes=10, soak=soak,
+        # 10,000 unknown hashes at the default 20 lookups/s would take 8 minutes.
+        unknown_hashes=10_000, valid_links=50, limited_lookups=250,
     )  # fmt: skip
 
 
@@ -670,7 +682,228 @@ def concurrent_uploads(stack: Stack, timing: Timing = Timing()) -> Result:
     return result
 
 
-# --- 7: the soak ---------------------------------------------------------------------
+# --- 7: behind a reverse proxy -------------------------------------------------------
+
+PROXY_NOT_FOUND_LIMIT = 60  # MEDIA_NOT_FOUND_LIMIT: the default, set explicitly
+PROXY_NOT_FOUND_WINDOW = 60  # s, MEDIA_NOT_FOUND_WINDOW: likewise
+LIMITED_FOR_AT_LEAST = 10  # s of the limit left when the valid links are asked for
+FLOOD_CONCURRENCY = 32
+# Headers a client forges to look like loopback; nginx passes them on, as proxies do.
+FORGED = (
+    {"X-Forwarded-For": "127.0.0.1"},
+    {"X-Forwarded-For": "127.0.0.1, 127.0.0.1"},
+    {"X-Forwarded-For": "::1"},
+    {"Forwarded": "for=127.0.0.1"},
+    {"X-Real-IP": "127.0.0.1"},
+)
+FLOOD = Fault("unknown hashes from the gateway's address", lambda s: None, lambda s: None)
+
+
+@dataclass
+class Proxied:
+    """The service configured as behind a proxy, nginx in front of it, and the
+    address the gateway sends from."""
+
+    service: ServiceProcess
+    nginx: NginxProxy
+    gateway: str
+
+
+@contextlib.contextmanager
+def _behind_nginx(stack: Stack, timing: Timing) -> Iterator[Proxied]:
+    """The service in a process of its own on the stack's PostgreSQL, Redis and S3,
+    set up as ``scripts/serve.sh`` sets it up behind a proxy on the same machine (its
+    trusted proxy, for the engine and for uvicorn) and, as in issue 15, without a
+    ``METRICS_TOKEN``; nginx in front. Both ended on the way out, also on failure."""
+    port = free_port()
+    env = {
+        **stack.env,
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "TRUSTED_PROXIES": "127.0.0.1/32",  # nginx, on this machine
+        "FORWARDED_ALLOW_IPS": "127.0.0.1/32",  # uvicorn's copy, as scripts/serve.sh passes it
+        "MEDIA_NOT_FOUND_LIMIT": str(PROXY_NOT_FOUND_LIMIT),
+        "MEDIA_NOT_FOUND_WINDOW": str(PROXY_NOT_FOUND_WINDOW),
+        "MEDIA_LIMITED_LOOKUPS_PER_SECOND": str(timing.limited_lookups),
+    }
+    service = ServiceProcess(env, port, os.path.join(stack.tmp, "proxied-service.log"))
+    nginx = NginxProxy(port)
+    try:
+        service.start()
+        nginx.start()
+        yield Proxied(service, nginx, gateway_address())
+    finally:
+        nginx.stop()
+        service.stop()
+
+
+def _get(
+    client: httpx.Client, kind: str, path: str, phase: str, **kw
+) -> tuple[Sample, httpx.Response | None]:
+    sample = Sample(time.monotonic(), phase, kind, 0, 0.0, media_hash=path.rsplit("/", 1)[-1])
+    try:
+        response = client.get(path, **kw)
+    except httpx.HTTPError as exc:
+        return failed(sample, exc), None
+    return answered(sample, response), response
+
+
+def _metrics_forged(result: Result, clients: list[httpx.Client], phase: str) -> None:
+    """``/metrics`` through the proxy with every forged header (no token is set): 403."""
+    samples = [
+        _get(client, "metrics", "/metrics", phase, headers=headers)[0]
+        for client in clients
+        for headers in FORGED
+    ]
+    result.samples += samples
+    opened = sorted({str(s.status or s.error) for s in samples if s.status != 403})
+    result.check(not opened, f"{phase}: /metrics with a forged header answered {', '.join(opened)}")
+
+
+async def _flood(url: str, source: str, count: int, phase: str) -> list[Sample]:
+    """``count`` hashes nobody made, sent from ``source`` through the proxy, each with a
+    forged ``X-Forwarded-For`` (loopback, or another address every time)."""
+    rng = random.Random(18)  # noqa: S311 - forged addresses, not secrets
+    pending = [secrets.token_urlsafe(16) for _ in range(count)]
+    samples: list[Sample] = []
+    limits = httpx.Limits(
+        max_connections=FLOOD_CONCURRENCY, max_keepalive_connections=FLOOD_CONCURRENCY,
+        keepalive_expiry=2.0,
+    )  # fmt: skip
+    transport = httpx.AsyncHTTPTransport(local_address=source, limits=limits)
+    async with httpx.AsyncClient(
+        base_url=url, transport=transport, timeout=httpx.Timeout(300, connect=5)
+    ) as client:
+
+        async def worker() -> None:
+            while pending:
+                media_hash = pending.pop()
+                forged = "127.0.0.1" if rng.random() < 0.5 else f"203.0.113.{rng.randrange(256)}"
+                sample = Sample(time.monotonic(), phase, "unknown", 0, 0.0, media_hash=media_hash)
+                try:
+                    response = await client.get(
+                        f"/media/{media_hash}", headers={"X-Forwarded-For": forged}
+                    )
+                except httpx.HTTPError as exc:
+                    samples.append(failed(sample, exc))
+                    continue
+                samples.append(answered(sample, response))
+
+        await asyncio.gather(*(worker() for _ in range(FLOOD_CONCURRENCY)))
+    return samples
+
+
+def _check_flood(result: Result, flood: list[Sample], seconds: float) -> None:
+    """Only 404s and 429s; no more 404s than one client's budget (no forged header made
+    the flood several clients: each would have had a budget of its own); and the
+    limiter did engage."""
+    counts = Counter(s.status for s in flood)
+    other = [s for s in flood if s.status not in (404, 429)]
+    result.check(
+        not other,
+        f"{len(other)} unknown hash(es) answered other than 404/429: "
+        + "; ".join(_describe(s) for s in other[:3]),
+    )
+    result.check(all(s.retry_after for s in flood if s.status == 429), "a 429 without Retry-After")
+    # Per window: the limit, plus the requests already looking up when it was reached.
+    windows = int(seconds // PROXY_NOT_FOUND_WINDOW) + 1
+    budget = (PROXY_NOT_FOUND_LIMIT + FLOOD_CONCURRENCY) * windows
+    result.check(
+        counts[404] <= budget,
+        f"{counts[404]} unknown hashes got a 404 (one client's budget: {budget}): did the "
+        "forged X-Forwarded-For values count as other clients?",
+    )
+    result.check(counts[429] > 0, "no 429 in the flood: the limiter never engaged")
+    result.notes.append(
+        f"{len(flood)} unknown hashes in {seconds:.1f} s ({len(flood) / seconds:.0f}/s): "
+        f"{counts[404]} answered 404, {counts[429]} 429"
+    )
+
+
+def _make_limited(client: httpx.Client, result: Result) -> bool:
+    """The gateway's address limited, with at least ``LIMITED_FOR_AT_LEAST`` s of it
+    left: unknown hashes until a 429 says so (its ``Retry-After``)."""
+    for _ in range(3 * PROXY_NOT_FOUND_LIMIT):
+        sample, response = _get(client, "unknown", f"/media/{secrets.token_urlsafe(16)}", "probe")
+        result.samples.append(sample)
+        if response is None or sample.status not in (404, 429):
+            return False
+        if sample.status == 429:
+            left = int(response.headers.get("retry-after", "0"))
+            if left >= LIMITED_FOR_AT_LEAST:
+                return True
+            time.sleep(left + 0.5)  # let it lapse: the next 404s start a full window
+    return False
+
+
+def _valid_links(client: httpx.Client, result: Result, objects: list[StoredObject]) -> list[Sample]:
+    """Each uncached link from the limited address: 200, every byte, a miss."""
+    samples = []
+    for obj in objects:
+        sample, response = _get(client, "cold", f"/media/{obj.media_hash}", "valid")
+        if response is not None and response.status_code == 200:
+            sample.mismatch = response.content != obj.body
+        samples.append(sample)
+    result.samples += samples
+    refused = [s for s in samples if s.status == 429]
+    result.check(not refused, f"{len(refused)} valid link(s) refused with 429")
+    wrong = [s for s in samples if s.status != 200 or s.mismatch]
+    result.check(
+        not wrong,
+        f"{len(wrong)} valid link(s) not served whole: "
+        + "; ".join(_describe(s) for s in wrong[:3]),
+    )
+    hits = [s for s in samples if s.x_cache == "HIT"]
+    result.check(not hits, f"{len(hits)} 'uncached' link(s) came from the cache: not a lookup")
+    return samples
+
+
+def behind_proxy(stack: Stack, timing: Timing = Timing()) -> Result:
+    """nginx in front: forged headers never open ``/metrics``; a flood of unknown
+    hashes from the gateway's address is one client's, limited; then that address's
+    valid, uncached links are served (200, never 429)."""
+    result = Result("behind_proxy", "behind a proxy: forged headers, unknown hashes, links")
+    corpus = seed(stack, hot=0, cold=timing.valid_links, big=0, seed=18)
+    with _behind_nginx(stack, timing) as proxied:
+        url = proxied.nginx.url
+        result.notes.append(
+            f"nginx {url} -> service :{proxied.service.port}; the gateway sends from "
+            f"{proxied.gateway}"
+        )
+        gateway_transport = httpx.HTTPTransport(local_address=proxied.gateway)
+        with (
+            httpx.Client(base_url=url, transport=gateway_transport, timeout=300) as gateway,
+            httpx.Client(base_url=url, timeout=30) as local,  # from this machine, via nginx
+        ):
+            _metrics_forged(result, [gateway, local], "forged")
+            # The 403s are the headers' doing: a direct loopback peer, no proxy, gets 200.
+            with httpx.Client(base_url=proxied.service.url, timeout=30) as direct:
+                control, _ = _get(direct, "metrics", "/metrics", "forged")
+            result.samples.append(control)
+            result.check(control.status == 200, f"/metrics from loopback: {control.status}")
+
+            started = time.monotonic()
+            with injected(stack, FLOOD, result):
+                flood = asyncio.run(_flood(url, proxied.gateway, timing.unknown_hashes, OUTAGE))
+            result.samples += flood
+            _check_flood(result, flood, time.monotonic() - started)
+
+            limited = _make_limited(gateway, result)
+            result.check(limited, "the gateway's address could not be made limited")
+            valid = _valid_links(gateway, result, corpus.cold)
+            _metrics_forged(result, [gateway, local], "after")
+        if result.problems:
+            result.notes.append("proxied service's log:\n" + proxied.service.log_tail())
+            result.notes.append("nginx's log:\n" + proxied.nginx.log_tail())
+    slowest = max((s.latency for s in valid), default=0.0)
+    result.notes.append(
+        f"{len(valid)} valid uncached links from the limited address: "
+        f"{sum(s.status == 200 for s in valid)} answered 200, slowest {slowest * 1000:.0f} ms"
+    )
+    _latency_note(result)
+    return result
+
+
+# --- 8: the soak ---------------------------------------------------------------------
 
 SOAK_ROTATION = ("redis_killed", "s3_down", "postgres_down", "redis_slow")
 
@@ -748,6 +981,7 @@ SCENARIOS: dict[str, Callable[[Stack, Timing], Result]] = {
     "postgres_down": postgres_down,
     "crash": crash_between_store_and_db,
     "concurrent_uploads": concurrent_uploads,
+    "behind_proxy": behind_proxy,
     "soak": soak,
 }
 

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import glob
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -400,6 +402,115 @@ class ServiceProcess:
             return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+# --- A reverse proxy in front of the service -----------------------------------------
+
+_NGINX_CONF = """\
+# A reverse proxy as an operator puts one in front (tests/faults.py, NginxProxy).
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream mediacache {{
+        server 127.0.0.1:{upstream};
+        keepalive 32;
+        keepalive_timeout 4s;  # below uvicorn's 5 s: never reuse a connection it closes
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://mediacache;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            # Appends the address nginx was connected from to what the client sent.
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout 300s;  # a limited client's lookups wait their turn
+            proxy_max_temp_file_size 0;  # stream big bodies, never spool them to disk
+        }}
+    }}
+}}
+"""
+
+
+class NginxProxy:
+    """nginx (Debian's ``nginx-light`` is enough) on a loopback port, proxying to the
+    service on ``upstream_port`` with the usual ``X-Forwarded-For`` handling: it
+    appends its peer's address, and passes whatever else the client sent along."""
+
+    def __init__(self, upstream_port: int) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(binary):
+            raise RuntimeError("nginx is not installed (apt-get install -y nginx-light)")
+        self.binary = binary
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.prefix = tempfile.mkdtemp(prefix="mediacache-nginx-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> NginxProxy:
+        conf = os.path.join(self.prefix, "nginx.conf")
+        with open(conf, "w") as out:
+            out.write(
+                _NGINX_CONF.format(prefix=self.prefix, port=self.port, upstream=self.upstream_port)
+            )
+        self.process = subprocess.Popen(
+            [self.binary, "-p", self.prefix, "-c", conf],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        atexit.register(self.stop)
+
+        def up() -> bool:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited:\n{self.log_tail()}")
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+
+        _wait_until(up, 15, "nginx")
+        return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = Path(self.prefix, "error.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM to the master (it ends its worker), then the prefix is removed."""
+        _end_process(self.process)
+        self.process = None
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+
+def gateway_address() -> str:
+    """An address of this machine that is not loopback, to send from as a client on
+    another machine would (the proxy then forwards a real, untrusted address);
+    ``127.0.0.2`` if there is none (still not the proxy's 127.0.0.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # no packet: only picks a source address
+            address = str(probe.getsockname()[0])
+        except OSError:
+            address = ""
+    if not address or ipaddress.ip_address(address).is_loopback:
+        return "127.0.0.2"
+    return address
 
 
 # --- The stack: the service and its private dependencies -----------------------------

@@ -59,3 +59,8 @@ def test_crash_between_store_and_database_leaves_nothing_behind(stack):
 def test_concurrent_uploads_are_distinct_and_byte_identical(stack):
     result = scenarios.concurrent_uploads(stack, TIMING)
     assert passed(result), result.explain()
+
+
+def test_behind_a_proxy_forged_headers_flood_then_valid_links(stack):
+    result = scenarios.behind_proxy(stack, TIMING)
+    assert passed(result), result.explain()
