@@ -29,7 +29,8 @@ RUN pip install --require-hashes --no-deps -r requirements/service.lock
 # The source (.dockerignore keeps out tests, benchmarks, .env and local state).
 COPY . .
 
-# -- static files: collectstatic goes here (one line, after the source, before USER) --
+# Static files for whitenoise, hashed and gzipped, into STATIC_ROOT (/app/staticfiles).
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0
 
 USER 10001:10001
 EXPOSE 8000

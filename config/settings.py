@@ -14,6 +14,7 @@ import botocore.config
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config import logconfig
 from config.env import SettingsEnv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -65,7 +66,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response (redirects too) and every log line of the request get its id.
+    "config.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, /ops/, /api/docs' Swagger UI) by whitenoise, before sessions.
+    "config.staticfiles.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,9 +140,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
-# Serve the admin's and /ops/ static files from the app itself (no collectstatic step).
-SERVE_STATIC = env.bool("SERVE_STATIC", True)
+# `manage.py collectstatic` writes here (the image does at build): beside the code, not
+# under MEDIACACHE_VAR_DIR, which a volume may cover. whitenoise serves it: hashed
+# names cached for a year (immutable), gzip. With DEBUG (`make run`) the apps' own
+# folders are served instead, read again on every request: no collectstatic step.
+STATIC_ROOT = env.path("STATIC_ROOT", BASE_DIR / "staticfiles")
 
 # --- Object store ----------------------------------------------------------------
 # S3 (MinIO or AWS) through django-storages when S3_BUCKET is set; a local
@@ -177,7 +184,12 @@ else:
     }
 STORAGES = {
     "default": DEFAULT_STORAGE,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed names and .gz from collectstatic (STATIC_ROOT); plain names with DEBUG.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 
 # --- Mediacache ------------------------------------------------------------------
@@ -272,21 +284,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", "text").lower()  # text | json
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "mediacache.observability.logformat.JsonFormatter"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL, "propagate": True},
-        "botocore": {"level": "WARNING"},
-        "boto3": {"level": "WARNING"},
-        "urllib3": {"level": "WARNING"},
-    },
-}
+# One root handler for every logger, uvicorn's included (config.logconfig; scripts/serve.sh
+# hands the same to uvicorn); each line of a Django request carries its request_id.
+LOGGING = logconfig.build(LOG_LEVEL, LOG_FORMAT)
+LOGGING_CONFIG = "config.logconfig.configure"  # dictConfig, and warnings as log lines

@@ -3,8 +3,8 @@
 Server-rendered with Django templates. One small script (``static/ops/ops.js``)
 refreshes the counters and draws the charts with uPlot (vendored in
 ``static/ops/vendor/``) from ``stats.json`` every few seconds. The static files
-go out under STATIC_URL like the admin's (``SERVE_STATIC``, or a proxy). The
-views are for staff only.
+go out under STATIC_URL like the admin's (whitenoise, with hashed names that change
+when the files do). The views are for staff only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -42,7 +40,6 @@ from mediacache.whatsapp.state import GatewayState, gateway_state
 
 logger = logging.getLogger("ops")
 
-ASSETS_DIR = Path(__file__).resolve().parent / "static" / "ops"
 RECENT = 20
 HOUR = 60
 DEFAULT_HOURS = 3
@@ -241,18 +238,6 @@ def summarize(
     return {"values": values, "text": text}
 
 
-@cache
-def asset_version() -> str:
-    """A short hash of the page's static files: appended to their URLs, so that a
-    browser never keeps an old script after an upgrade."""
-    digest = hashlib.sha256()
-    for file in sorted(ASSETS_DIR.rglob("*")):
-        if file.is_file():
-            digest.update(file.relative_to(ASSETS_DIR).as_posix().encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 def _page(
     request: HttpRequest,
     *,
@@ -294,7 +279,6 @@ def _page(
         "refresh_seconds": REFRESH_SECONDS,
         "max_upload_bytes": media_settings().MAX_UPLOAD_BYTES,
         "gateway": _gateway(),
-        "asset_version": asset_version(),
     }
     return render(request, "ops/index.html", context, status=status)
 

@@ -15,7 +15,8 @@ rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 if [ "${MIGRATE_ON_START:-0}" = 1 ]; then
   "$PYTHON" manage.py migrate --noinput
 fi
-"$PYTHON" manage.py check --deploy --fail-level ERROR
+# `manage.py check --deploy --fail-level ERROR`, its findings as log lines (LOG_FORMAT).
+"$PYTHON" -m config.deploycheck
 # One list of trusted proxies (CIDRs) for uvicorn's client address (Django's REMOTE_ADDR)
 # and the engine's (the 404 limiter): the rightmost X-Forwarded-For hop not in it.
 export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.1/32,::1/128}"
@@ -27,6 +28,9 @@ case ",${TRUSTED_PROXIES// /}," in *,\*,*)
   echo "serve.sh: TRUSTED_PROXIES='*' would believe any forged X-Forwarded-For; list the proxies' CIDRs" >&2
   exit 2 ;;
 esac
+# uvicorn's own loggers in the service's format (config/logconfig.py): with LOG_FORMAT=json
+# every line is one JSON object, the supervisor's and the workers' start-up included.
+LOG_CONFIG="$("$PYTHON" -m config.logconfig)"
 
 # uvicorn's command line; its supervisor stops listening at SIGTERM (config/server.py),
 # so new connections are refused while requests in flight get GRACEFUL_TIMEOUT to finish.
@@ -37,4 +41,4 @@ exec "$PYTHON" -m config.server config.asgi:application \
   --proxy-headers --forwarded-allow-ips "$TRUSTED_PROXIES" \
   --timeout-graceful-shutdown "${GRACEFUL_TIMEOUT:-25}" \
   --timeout-keep-alive "${KEEP_ALIVE_TIMEOUT:-75}" \
-  --no-server-header --no-access-log
+  --log-config "$LOG_CONFIG" --no-server-header --no-access-log

@@ -1,7 +1,9 @@
 """One JSON object per log line (``LOG_FORMAT=json``), for log pipelines.
 
 Fields given with ``extra=`` (hash, tier, status, bytes, duration_ms …) become
-top-level keys; the message keeps the familiar ``[MEDIA CACHE] HIT`` tags.
+top-level keys, as does a Django request's ``request_id`` (the service's log filter
+adds it); the message keeps the familiar ``[MEDIA CACHE] HIT`` tags. A traceback is
+one escaped string (``exc``): one line per event.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import json
 import logging
 from datetime import UTC, datetime
 
+# Not copied: the record's own attributes, and uvicorn's ``color_message`` (the message
+# again, with terminal colours).
 _STANDARD = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "color_message"}
 )
 
 

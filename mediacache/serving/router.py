@@ -159,21 +159,16 @@ def with_media(
 
         application = with_media(get_asgi_application())
     """
-    from django.conf import settings
     from django.core import checks
     from django.core.exceptions import ImproperlyConfigured
 
     errors = [m for m in checks.run_checks(tags=["mediacache"]) if m.is_serious()]
     if errors:
         raise ImproperlyConfigured("; ".join(f"{e.msg} {e.hint or ''}".strip() for e in errors))
+    # Static files are the host's to serve (the service's: whitenoise, config/staticfiles.py).
     # django-stubs type the scope of Django's handlers as a dict, core.asgi_types as a
     # MutableMapping: to a server, which passes a dict, both are ASGI apps.
     app = cast(ASGIApp, django_app)
-    if getattr(settings, "SERVE_STATIC", False):
-        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-        # Its stubs ask for Django's own handler; it wraps any ASGI app.
-        app = cast(ASGIApp, ASGIStaticFilesHandler(cast("ASGIHandler", django_app)))
     if engine is None:
         from mediacache.engine import get_engine
 

@@ -136,10 +136,9 @@ def test_two_endpoints_on_one_path_are_refused():
         router_over(Host(), HEALTH_PATH="/h", READY_PATH="/h")
 
 
-def test_a_bare_with_media_limits_no_host_body(settings):
+def test_a_bare_with_media_limits_no_host_body():
     from mediacache.serving.router import with_media
 
-    settings.SERVE_STATIC = False
     engine = Engine(MediaSettings(MAX_UPLOAD_BYTES=1000))
     router = with_media(Host(), engine)
     assert isinstance(router.django_app, Host)  # no limiter in between
