@@ -132,6 +132,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
             "without the pool"
         )
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = DATABASE_POOL
+    # Django's backend, with a pool that fails waiting requests at once when PostgreSQL is
+    # down (503, as without a pool) instead of after DATABASE_POOL_TIMEOUT.
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -6,7 +6,8 @@ connections per worker) and a short ``DATABASE_POOL_MAX_IDLE`` so shrinking is q
 see. 100 concurrent API requests (one attachment, with an API key), then 100 concurrent
 lookups of unknown links (the engine's resolver, in its own thread pool), never hold
 more than 10 connections; once idle the pools shrink to their minimum (1 per worker).
-A pool with every connection in use is "busy" to ``/readyz``, not down.
+A pool with every connection in use is "busy" to ``/readyz``, not down; a request
+waiting for a database that refuses connections fails at once.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from config.postgresql.base import DatabaseUnreachable, FailFastPool
 from mediacache.core.hashes import new_media_hash
 from mediacache.observability import health
 from tests.conftest import FIXTURES
+from tests.servers import free_port
 from tests.service_process import PROXIED, production_environment, serve_sh
 
 WORKERS = 2
@@ -167,5 +170,20 @@ def test_a_pool_with_every_connection_in_use_is_busy_not_down(private_database):
         assert busy is not None
         assert busy["busy"] is True
         assert (busy["pool"]["size"], busy["pool"]["available"]) == (1, 0)
+    finally:
+        pool.close()
+
+
+def test_a_request_waiting_for_a_database_that_refuses_fails_at_once_not_at_the_timeout():
+    """config.postgresql's pool: the queued request gets the connection error (a 503 in
+    the API), not PoolTimeout after DATABASE_POOL_TIMEOUT (here a minute)."""
+    closed = free_port()
+    pool = FailFastPool(
+        f"postgres://postgres@127.0.0.1:{closed}/none", min_size=0, max_size=2, timeout=60
+    )
+    pool.open()
+    try:
+        with pytest.raises(DatabaseUnreachable, match="cannot connect to the database"):
+            pool.getconn()
     finally:
         pool.close()

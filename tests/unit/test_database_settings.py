@@ -46,7 +46,7 @@ def database(**environ: str) -> dict[str, Any]:
 
 def test_postgresql_gets_a_small_pool_and_no_persistent_connections():
     assert database(DATABASE_URL=POSTGRES) == {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "config.postgresql",
         "CONN_MAX_AGE": 0,
         # 2 workers hold at most 10 of a 20-connection plan; idle ones above 1 are closed.
         "pool": {"min_size": 1, "max_size": 5, "max_idle": 10.0, "timeout": 30.0},
