@@ -10,6 +10,7 @@ start-up with ImproperlyConfigured naming the variable and what it held.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +50,36 @@ class SettingsEnv(Env):
         """A comma-separated list, items stripped, empty items dropped."""
         items = self.list(name, default, subcast=builtins.str.strip)
         return [item for item in items or [] if item]
+
+    def media_settings(
+        self,
+        settings_class: type[Any],
+        *,
+        fixed: dict[builtins.str, Any],
+        names: dict[builtins.str, builtins.str],
+        defaults: dict[builtins.str, Any],
+    ) -> dict[builtins.str, Any]:
+        """Every field of a settings dataclass (``MediaSettings``) from the environment:
+        ``MEDIA_<FIELD>`` unless ``names`` says otherwise, parsed by the field's type,
+        defaulting to ``defaults`` or the dataclass's own; ``fixed`` values are not read.
+        The engine's defaults are written once, in the dataclass."""
+        readers: dict[builtins.str, Callable[..., Any]] = {
+            "str": self.str,
+            "int": self.int,
+            "float": self.float,
+            "bool": self.bool,
+            "Sequence[str]": lambda name, default: self.names(name, list(default)),
+        }
+        values = dict(fixed)
+        for field in dataclasses.fields(settings_class):
+            if field.name in fixed:
+                continue
+            read = readers.get(builtins.str(field.type))
+            if read is None:  # a mapping (FIELDS): Python settings only
+                continue
+            default = defaults.get(field.name, field.default)
+            values[field.name] = read(names.get(field.name, f"MEDIA_{field.name}"), default)
+        return values
 
     def _typed(
         self,

@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config import logconfig
 from config.env import SettingsEnv
+from mediacache.core.settings import MediaSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Real environment variables first, then `.env` at the repository root (`make run` writes a
@@ -200,59 +201,30 @@ STORAGES = {
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 REDIS_URL = env.str("REDIS_URL")
 
-MEDIACACHE = {
-    # The attachment model behind the links (mediacache.registry), and its resolver.
-    "MODEL": "chat.MessageAttachment",
-    "RESOLVER": env.str("MEDIA_RESOLVER", "mediacache.registry.resolve_media"),
-    "KEY_PREFIX": env.str("MEDIA_KEY_PREFIX", "chat/"),
-    "REDIS_URL": REDIS_URL,
-    "REDIS_TIMEOUT": env.float("MEDIA_REDIS_TIMEOUT", 0.1),
-    "REDIS_RETRY_AFTER": env.float("MEDIA_REDIS_RETRY_AFTER", 1.0),
-    "CACHE_TTL": env.int("MEDIA_CACHE_TTL", 7 * 24 * 3600),
-    "RETENTION_DAYS": env.int("MEDIA_RETENTION_DAYS", 30),
-    "CACHE_MAX_OBJECT_BYTES": env.int("MEDIA_CACHE_MAX_OBJECT_BYTES", 8 * 1024 * 1024),
-    "L1_BYTES": env.int("MEDIA_L1_BYTES", 64 * 1024 * 1024),
-    "L1_TTL": env.float("MEDIA_L1_TTL", 60.0),
-    "NEGATIVE_TTL": env.int("MEDIA_NEGATIVE_TTL", 60),
-    "STORE_RETRY_AFTER": env.int("MEDIA_STORE_RETRY_AFTER", 5),
-    "STORE_THREADS": env.int("MEDIA_STORE_THREADS", 16),
-    "STREAM_CHUNK_BYTES": env.int("MEDIA_STREAM_CHUNK_BYTES", 256 * 1024),
-    "MAX_UPLOAD_BYTES": env.int("MEDIA_MAX_UPLOAD_BYTES", 64 * 1024 * 1024),
-    "WARM_ON_UPLOAD": env.bool("MEDIA_WARM_ON_UPLOAD", False),
-    "LOG_HITS": env.bool("MEDIA_LOG_HITS", True),
-    "STATS_INTERVAL": env.float("MEDIA_STATS_INTERVAL", 5.0),
-    # gc.freeze() once a worker has started: start-up objects leave the collector
-    # (the engine's default is off, for host projects; the service's workers want it).
-    "GC_FREEZE": env.bool("MEDIA_GC_FREEZE", True),
-    # The L1-hit shortcut under --http mediacache.fastpath:MediaHttpProtocol.
-    "FAST_PATH": env.bool("MEDIA_FAST_PATH", True),
-    # Answered before Django ("" = not served); the engine's defaults are "" (host projects).
-    "HEALTH_PATH": env.str("MEDIA_HEALTH_PATH", "/healthz"),
-    "READY_PATH": env.str("MEDIA_READY_PATH", "/readyz"),
-    "METRICS_PATH": env.str("MEDIA_METRICS_PATH", "/metrics"),
-    # 404s one client may cause per window before it gets 429 (0: no limit).
-    "NOT_FOUND_LIMIT": env.int("MEDIA_NOT_FOUND_LIMIT", 60),
-    "NOT_FOUND_WINDOW": env.float("MEDIA_NOT_FOUND_WINDOW", 60.0),
-    # Database lookups a second per worker for clients past that limit (they wait, never 429
-    # for a link that exists).
-    "LIMITED_LOOKUPS_PER_SECOND": env.float("MEDIA_LIMITED_LOOKUPS_PER_SECOND", 20.0),
-    # Proxies whose X-Forwarded-For is believed (CIDRs; scripts/serve.sh gives uvicorn the
-    # same list): the client is the rightmost address not in them.
-    "TRUSTED_PROXIES": env.names("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"]),
-    # /metrics: this bearer token, or (unset) a direct loopback peer with no forwarding headers.
-    "METRICS_TOKEN": env.str("METRICS_TOKEN"),
-    # WhatsApp-ready media (mediacache.media.transcode; defaults are WhatsApp's limits).
-    "VOICE_VARIANTS": env.bool("MEDIA_VOICE_VARIANTS", True),
-    "VOICE_SAMPLE_RATE": env.int("MEDIA_VOICE_SAMPLE_RATE", 48000),
-    "VOICE_BITRATE": env.int("MEDIA_VOICE_BITRATE", 24000),
-    "VOICE_PLAY_BUTTON_BYTES": env.int("MEDIA_VOICE_PLAY_BUTTON_BYTES", 512 * 1024),
-    "TRANSCODE_TIMEOUT": env.float("MEDIA_TRANSCODE_TIMEOUT", 60.0),
-    "TRANSCODE_NICE": env.int("MEDIA_TRANSCODE_NICE", 10),
-    "IMAGE_MAX_BYTES": env.int("MEDIA_IMAGE_MAX_BYTES", 5 * 1024 * 1024),
-    "IMAGE_MAX_SIDE": env.int("MEDIA_IMAGE_MAX_SIDE", 4096),
-    "VIDEO_MAX_BYTES": env.int("MEDIA_VIDEO_MAX_BYTES", 16 * 1024 * 1024),
-    "DOCUMENT_MAX_BYTES": env.int("MEDIA_DOCUMENT_MAX_BYTES", 100 * 1024 * 1024),
-}
+# Every engine setting (mediacache.MediaSettings: its keys, types and defaults) comes from
+# MEDIA_<KEY>, read by config.env.media_settings; only the names and the defaults where
+# the service differs from a host project are written here.
+MEDIACACHE = env.media_settings(
+    MediaSettings,
+    fixed={"MODEL": "chat.MessageAttachment", "REDIS_URL": REDIS_URL},
+    names={
+        # /metrics: this bearer token, or (unset) a direct loopback peer with no
+        # forwarding headers.
+        "METRICS_TOKEN": "METRICS_TOKEN",
+        # Proxies whose X-Forwarded-For is believed (CIDRs; scripts/serve.sh gives uvicorn
+        # the same list): the client is the rightmost address not in them.
+        "TRUSTED_PROXIES": "TRUSTED_PROXIES",
+    },
+    defaults={
+        # The service's workers freeze their start-up objects out of the collector
+        # (the engine's default is off, for host projects).
+        "GC_FREEZE": True,
+        # Answered before Django (the engine's defaults are "": left to a host project).
+        "HEALTH_PATH": "/healthz",
+        "READY_PATH": "/readyz",
+        "METRICS_PATH": "/metrics",
+    },
+)
 
 # --- Evolution API (WhatsApp gateway) ---------------------------------------------
 
