@@ -1,7 +1,8 @@
 """``scripts/serve.sh`` started as production starts it, in an environment of the test's own.
 
 For the tests that need the service's real processes (several uvicorn workers, their own
-database connections): tests/test_readiness.py and tests/test_db_pool.py.
+database connections, signals): test_deploy, test_proxy, test_graceful_shutdown,
+test_readiness, test_db_pool and test_static_and_logs start it through here.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import secrets
 import signal
 import socket
 import subprocess
@@ -29,11 +28,11 @@ import httpx
 import pytest
 
 from tests.conftest import s3_client
-from tests.servers import S3Server, free_port
+from tests.servers import S3Server
+from tests.service_process import PROXIED, production_environment, serve_sh
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "graceful-shutdown"
-PROXIED = {"X-Forwarded-Proto": "https"}
 GRACEFUL_TIMEOUT = 30  # s: serve.sh passes it to uvicorn's --timeout-graceful-shutdown
 EXIT_MARGIN = 15  # s beyond it: the workers' lifespan shutdown and the master's joins
 CACHE_CAP = 8 * 1024 * 1024  # the default MEDIA_CACHE_MAX_OBJECT_BYTES, set explicitly
@@ -51,61 +50,23 @@ PDF_HEAD = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"
 def environment(tmp_path: Path, s3_server: S3Server) -> dict[str, str]:
     """Production-like: no DEBUG, objects in the test S3 endpoint, an embedded database."""
     s3_client(s3_server.url).create_bucket(Bucket=BUCKET)
-    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    return production_environment(
+        tmp_path,
         S3_BUCKET=BUCKET,
         S3_ENDPOINT_URL=s3_server.url,
         S3_ACCESS_KEY_ID="testing",
         S3_SECRET_ACCESS_KEY="testing",
         S3_REGION="us-east-1",
         MEDIA_CACHE_MAX_OBJECT_BYTES=str(CACHE_CAP),
-        MEDIACACHE_VAR_DIR=str(tmp_path / "var"),
-        SECRET_KEY=secrets.token_urlsafe(40),
-        ALLOWED_HOSTS="127.0.0.1",
-        PUBLIC_BASE_URL="https://media.example.com",
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="2",
         GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT),
-        MIGRATE_ON_START="1",
-        MEDIACACHE_READ_DOTENV="0",  # this environment only, never a developer's .env
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-        PYTHON=sys.executable,
     )
-    return env
 
 
 @pytest.fixture
 def service(environment: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """``scripts/serve.sh`` in its own process group, up once ``/healthz`` answers."""
-    log_path = tmp_path / "serve.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "serve.sh")],
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{environment['PORT']}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"serve.sh exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.2)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
+    with serve_sh(environment, tmp_path / "serve.log") as running:
+        yield running.url, running.process
 
 
 @dataclass

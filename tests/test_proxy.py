@@ -11,7 +11,6 @@ never reaches the service.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from mediacache.core.hashes import new_media_hash
 from tests.conftest import FIXTURES
 from tests.servers import free_port
+from tests.service_process import production_environment, serve_sh
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = "/usr/sbin/nginx"
@@ -88,28 +88,12 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
     """Production-like (no DEBUG, no METRICS_TOKEN), embedded database and store."""
-    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        MEDIACACHE_VAR_DIR=str(tmp_path / "var"),
-        SECRET_KEY=secrets.token_urlsafe(40),
-        ALLOWED_HOSTS="127.0.0.1",
-        PUBLIC_BASE_URL="https://media.example.com",
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="2",
-        MIGRATE_ON_START="1",
-        MEDIACACHE_READ_DOTENV="0",
-        GRACEFUL_TIMEOUT="5",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-        PYTHON=sys.executable,
+    return production_environment(
+        tmp_path,
         MEDIA_NOT_FOUND_LIMIT=str(LIMIT),
         # What PaaS guides used to say; serve.sh now ignores it (TRUSTED_PROXIES rules).
         FORWARDED_ALLOW_IPS="*",
     )
-    return env
 
 
 @pytest.fixture
@@ -118,36 +102,24 @@ def proxied(environment: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, 
     if not os.path.exists(NGINX):
         pytest.fail(f"{NGINX} missing: apt-get install nginx-light (make test installs it)")
     log_path = tmp_path / "serve.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    service = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "serve.sh")],
-        cwd=ROOT,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstream=environment["PORT"]))
-    nginx = subprocess.Popen(
-        [NGINX, "-e", str(prefix / "error.log"), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    upstream = f"http://127.0.0.1:{environment['PORT']}"
-    front = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(upstream, service, log_path)
-        wait_until_answering(front, nginx, prefix / "error.log")
-        yield front, upstream, log_path
-    finally:
-        stop(nginx)
-        stop(service)
-        log.close()
+    with serve_sh(environment, log_path) as service:
+        nginx = subprocess.Popen(
+            [NGINX, "-e", str(prefix / "error.log"), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        front = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answering(front, nginx, prefix / "error.log")
+            yield front, service.url, log_path
+        finally:
+            stop(nginx)
 
 
 def as_client(address: str | None = None, **headers: str) -> dict[str, str]:
