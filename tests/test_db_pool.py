@@ -179,9 +179,12 @@ def test_a_request_waiting_for_a_database_that_refuses_fails_at_once_not_at_the_
     the API), not PoolTimeout after DATABASE_POOL_TIMEOUT (here a minute)."""
     closed = free_port()
     pool = FailFastPool(
-        f"postgres://postgres@127.0.0.1:{closed}/none", min_size=0, max_size=2, timeout=60
+        f"postgres://postgres@127.0.0.1:{closed}/none",
+        min_size=0,
+        max_size=2,
+        timeout=60,
+        open=True,  # explicit, as psycopg_pool asks (its default will change)
     )
-    pool.open()
     try:
         with pytest.raises(DatabaseUnreachable, match="cannot connect to the database"):
             pool.getconn()
