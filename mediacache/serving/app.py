@@ -129,18 +129,21 @@ class MediaApp:
             return
         started = time.perf_counter()
         media_hash = media_key_from_path(scope["path"])  # "hash" or "hash/original"
-        # The client (behind trusted proxies) is derived only when the limiter needs it:
-        # never for an L1 hit. A limited client gets 429 where it would get 404, and a
-        # link that exists is always answered (mediacache.serving.ratelimit).
+        # An L1 hit is decided by one L1 read, before any per-client work. Past L1 the
+        # client (behind trusted proxies) is derived for the limiter: a limited client
+        # gets 429 where it would get 404, and a link that exists is always answered
+        # (mediacache.serving.ratelimit).
         client: str | None = None
         limited = 0
-        if self.limiter.enabled and (media_hash is None or not self._in_l1(media_hash)):
-            client = self.clients.client_of(scope)
-            limited = self.limiter.retry_after(client)
         outcome = NOT_FOUND
         if media_hash is not None:
             try:
-                found = await self._lookup(media_hash, client, limited)
+                found = self.service.from_l1(media_hash)
+                if found is None:
+                    if self.limiter.enabled:
+                        client = self.clients.client_of(scope)
+                        limited = self.limiter.retry_after(client)
+                    found = await self._past_l1(media_hash, client, limited)
             except NotFound as exc:
                 if exc.reason == "expired":
                     outcome = EXPIRED
@@ -151,39 +154,37 @@ class MediaApp:
                 return STATS.record(OUTCOME_ERROR, time.perf_counter() - started, 0)
             else:
                 return await self._answer(scope, receive, send, media_hash, found, started)
+        if self.limiter.enabled and client is None:  # a malformed path, or remembered in L1
+            client = self.clients.client_of(scope)
+            limited = self.limiter.retry_after(client)
         if limited:
             headers = _error_headers(_TOO_MANY_BODY, (b"retry-after", b"%d" % limited))
             await _respond(send, 429, headers, _TOO_MANY_BODY, method)
             return STATS.record(outcome, time.perf_counter() - started, 0)
-        if self.limiter.enabled:
-            client = client or self.clients.client_of(scope)
-            if self.limiter.record_not_found(client):
-                logger.warning(
-                    "[MEDIA] client %s limited: %d 404s in %gs; unknown hashes get 429, "
-                    "links that exist are still served",
-                    client,
-                    self.limiter.limit,
-                    self.limiter.window,
-                    extra={"client": client},
-                )
+        if client is not None and self.limiter.record_not_found(client):
+            logger.warning(
+                "[MEDIA] client %s limited: %d 404s in %gs; unknown hashes get 429, "
+                "links that exist are still served",
+                client,
+                self.limiter.limit,
+                self.limiter.window,
+                extra={"client": client},
+            )
         await _respond(send, 404, self._not_found, _NOT_FOUND_BODY, method)
         STATS.record(outcome, time.perf_counter() - started, 0)
 
-    def _in_l1(self, media_hash: str) -> bool:
-        return isinstance(self.service.l1.get(media_hash), CachedMedia)
-
-    async def _lookup(self, media_hash: str, client: str | None, limited: int) -> Lookup:
-        """A limited client: the caches first (a hash they know is gone costs nothing),
-        then its turn at the database (:class:`LookupRation`), never a refusal."""
+    async def _past_l1(self, media_hash: str, client: str | None, limited: int) -> Lookup:
+        """Past L1. A limited client: the caches first (a hash they know is gone costs
+        nothing), then its turn at the database (:class:`LookupRation`), never a refusal."""
         if not limited:
-            return await self.service.lookup(media_hash)
+            return await self.service.past_l1(media_hash)
         try:
-            return await self.service.lookup(media_hash, cached_only=True)
+            return await self.service.past_l1(media_hash, cached_only=True)
         except NotFound as exc:
             if exc.reason != "not cached":
                 raise
         await self.ration.turn(client or "-")
-        return await self.service.lookup(media_hash)
+        return await self.service.lookup(media_hash)  # L1 may hold it by now
 
     async def _answer(
         self,

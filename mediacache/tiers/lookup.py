@@ -20,7 +20,7 @@ from mediacache.core.headers import build_cached
 from mediacache.core.objects import CachedMedia, MediaObject, seconds_left
 from mediacache.core.settings import MediaSettings
 from mediacache.store import ObjectMissing, ObjectStore, StoreUnavailable
-from mediacache.tiers.lru import GONE, BytesLRU
+from mediacache.tiers.lru import BytesLRU
 from mediacache.tiers.redis import RedisTier
 from mediacache.tiers.results import Lookup, NotFound, Unavailable, cache_ttl
 from mediacache.tiers.singleflight import SingleFlight
@@ -66,18 +66,28 @@ class MediaService:
             )
 
     async def lookup(self, media_hash: str, *, cached_only: bool = False) -> Lookup:
-        """L1, then Redis, then one fetch from the store.
+        """L1, then Redis, then one fetch from the store."""
+        return self.from_l1(media_hash) or await self.past_l1(media_hash, cached_only=cached_only)
+
+    def from_l1(self, media_hash: str) -> Lookup | None:
+        """This process's L1 only: the hit, None when L1 does not hold it, or NotFound
+        for a remembered 404 or an expired entry. The serving app asks this first, so an
+        L1 hit is decided by one L1 read, before any per-client work."""
+        cached = self.l1.get(media_hash)
+        if cached is None:
+            return None
+        if isinstance(cached, CachedMedia):
+            return self._fresh_hit(cached, "l1")
+        raise NotFound("remembered")  # GONE
+
+    async def past_l1(self, media_hash: str, *, cached_only: bool = False) -> Lookup:
+        """Redis, then one fetch from the store, for a key L1 did not hold.
 
         Requests for the same object share one flight from the moment L1 misses:
         a burst of 200 cold requests makes one Redis GET and one store read in this
         process (and, through a Redis lock, one store read across processes).
         ``cached_only`` (rate-limited clients): never ask the database or the store.
         """
-        cached = self.l1.get(media_hash)
-        if cached is GONE:
-            raise NotFound("remembered")
-        if isinstance(cached, CachedMedia):
-            return self._fresh_hit(cached, "l1")
         if cached_only:
             lookup = await self._from_redis(media_hash) if self.redis is not None else None
             if lookup is None:
