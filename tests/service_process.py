@@ -71,9 +71,41 @@ class Service:
         return self.manage("create_api_key", "service-test").strip().splitlines()[-1]
 
 
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90
+) -> None:
+    """Until ``url``/healthz answers 200; fails with the log's tail if the process exits
+    or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{process.args[0]} exited ({process.returncode}):\n{log.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM to the process group (started with ``start_new_session``), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 @contextlib.contextmanager
 def serve_sh(environment: dict[str, str], log: Path) -> Iterator[Service]:
-    """The service under ``scripts/serve.sh``, up once ``/healthz`` answers; killed after."""
+    """The service under ``scripts/serve.sh``, up once ``/healthz`` answers; stopped after."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
             ["bash", str(ROOT / "scripts" / "serve.sh")],
@@ -81,24 +113,8 @@ def serve_sh(environment: dict[str, str], log: Path) -> Iterator[Service]:
             start_new_session=True,
         )  # fmt: skip
         url = f"http://127.0.0.1:{environment['PORT']}"
-        deadline = time.monotonic() + 90
         try:
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"serve.sh exited:\n{log.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+            wait_until_answering(url, process, log)
             yield Service(url, process, environment, log)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+            stop(process)

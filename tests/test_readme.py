@@ -20,19 +20,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.servers import free_port
+from tests.service_process import stop, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_PLACEHOLDER = "mck_…"
@@ -102,18 +100,6 @@ def seed_venv(venv: Path) -> None:
     (site / "mediacache-test-shared.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """`make run` and the server it execs share a process group (start_new_session)."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
     if not (ROOT / ".git").exists():
@@ -133,18 +119,8 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 300  # an install that needs the network: generous
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"make run exited ({process.returncode}):\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"make run did not serve in time:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+        # An install that needs the network: generous.
+        wait_until_answering(f"http://127.0.0.1:{port}", process, log, timeout=300)
         printed = re.search(r"Development API key.*\n\s+(mck_\S+)", log.read_text())
         assert printed, log.read_text()
         yield Checkout(path, port, printed.group(1), log)
