@@ -113,7 +113,10 @@ class SingleFlight:
             if isinstance(cached, CachedMedia):
                 return Claim(cached=cached)
             if not await redis.is_locked(key):
-                break  # the other reader failed or gave up
+                # Released: it failed or gave up, or it filled Redis and released between
+                # the GET above and this check. Ask once more before reading the store.
+                cached = await redis.get(key)
+                return Claim(cached=cached if isinstance(cached, CachedMedia) else None)
         return Claim()
 
     async def release(self, key: str, token: str) -> None:
