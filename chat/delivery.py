@@ -35,7 +35,7 @@ from evolution import (
 )
 from mediacache.whatsapp import NotSendable, send_via_evolution
 
-from .gateway import GatewayNotConfigured, evolution_client
+from .gateway import GatewayNotConfigured, shared_evolution_client
 from .models import Message
 from .retry import RetryPolicy
 
@@ -73,6 +73,11 @@ def lease_seconds() -> float:
     )
 
 
+# RQ's scheduler keeps run_after in whole seconds and may start a retry up to a second
+# early: a retry that early is still due.
+EARLY = timedelta(seconds=1.5)
+
+
 def claim(message_id: int) -> Message | None:
     """Take a due ``queued`` message for this worker, or None (someone else has it, or
     it is not due, or it is already final): the one place that makes sends exclusive."""
@@ -81,7 +86,7 @@ def claim(message_id: int) -> Message | None:
         Message.objects.filter(
             pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED
         )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY))
         .update(
             status=Message.Status.SENDING,
             lease_expires_at=now + timedelta(seconds=lease_seconds()),
@@ -98,27 +103,25 @@ def deliver(message_id: int) -> str:
     (``sent``, ``queued`` for a retry, ``failed``, ``unknown``, or ``skipped``)."""
     message = claim(message_id)
     if message is None:
-        logger.info("[CHAT] message %s not due or already taken: skipped", message_id)
-        return "skipped"
+        return _not_claimed(message_id)
     attachment = message.attachments.first()
     if attachment is None:
         return _finish(message, Message.Status.FAILED, "the message has no attachment")
     try:
-        client = evolution_client()
+        client = shared_evolution_client()
     except GatewayNotConfigured as exc:
         return _retry_or_fail(message, str(exc))
     # From here on Evolution may receive the request.
     _mark_request_started(message)
     try:
-        with client:
-            result = send_via_evolution(
-                client,
-                message.number,
-                attachment,
-                caption=message.caption or None,
-                as_document=message.send_as_document,
-                audio_encoding=settings.EVOLUTION.get("AUDIO_ENCODING") or None,
-            )
+        result = send_via_evolution(
+            client,
+            message.number,
+            attachment,
+            caption=message.caption or None,
+            as_document=message.send_as_document,
+            audio_encoding=settings.EVOLUTION.get("AUDIO_ENCODING") or None,
+        )
     except NotSendable as exc:  # checked when queued too: only a changed setting lands here
         return _finish(message, Message.Status.FAILED, f"NotSendable: {exc.reason}")
     except EvolutionError as exc:
@@ -136,6 +139,21 @@ def deliver(message_id: int) -> str:
             "made). Action: check the chat in WhatsApp before re-sending.",
         )
     return _record_sent(message, result.message_id)
+
+
+def _not_claimed(message_id: int) -> str:
+    """A task for a message that is final, being sent, or not due yet; the last case (a
+    task run early) is enqueued again for its time, so it is not left to recovery."""
+    from .tasks import enqueue_send
+
+    early = Message.objects.filter(
+        pk=message_id, status=Message.Status.QUEUED, next_attempt_at__gt=timezone.now()
+    ).values_list("next_attempt_at", flat=True)
+    if early:
+        enqueue_send(message_id, run_after=early[0])
+        return "rescheduled"
+    logger.info("[CHAT] message %s already taken or final: skipped", message_id)
+    return "skipped"
 
 
 def _mark_request_started(message: Message) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management import call_command
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 try:  # Django 6.0+
     from django.tasks import task  # type: ignore[import-not-found,unused-ignore]
@@ -69,10 +69,25 @@ def _enqueue(job: Any, *args: Any, run_after: datetime | None = None) -> None:
 
 
 def enqueue_after_commit(job: Any, *args: Any, run_after: datetime | None = None) -> None:
-    """Enqueue once the caller's transaction commits (a worker must find the row), or now
-    outside one. A lost enqueue loses nothing: the row says what is due, and
-    chat.recovery enqueues it again."""
+    """Enqueue with the caller's transaction: in it when the queue is a table of the same
+    database (the task row commits with the work's row, one commit, never one without the
+    other), else once it commits (a worker must find the row). A lost enqueue loses
+    nothing: the row says what is due, and chat.recovery enqueues it again."""
+    if _queue_in_default_database() and transaction.get_connection().in_atomic_block:
+        try:
+            with transaction.atomic():  # a savepoint: a failed enqueue keeps the caller's work
+                (job.using(run_after=run_after) if run_after else job).enqueue(*args)
+        except DatabaseError as exc:
+            logger.error("[CHAT] could not enqueue %s%r: %r", job.name, args, exc)
+        return
     transaction.on_commit(lambda: _enqueue(job, *args, run_after=run_after))
+
+
+def _queue_in_default_database() -> bool:
+    from django.conf import settings
+
+    backend = settings.TASKS.get("default", {}).get("BACKEND", "")
+    return bool(backend.endswith("DatabaseBackend"))
 
 
 def enqueue_send(message_id: int, *, run_after: datetime | None = None) -> None:
