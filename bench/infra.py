@@ -406,10 +406,17 @@ def server_available(server: str) -> bool:
 
 
 def start_service(
-    procs: Processes, stack: Stack, name: str, *, server: str, workers: int, **env: str
+    procs: Processes,
+    stack: Stack,
+    name: str,
+    *,
+    server: str,
+    workers: int,
+    port: int = 0,
+    **env: str,
 ) -> Proc:
-    """The service (``config.asgi:application``) on a free port."""
-    port = free_port()
+    """The service (``config.asgi:application``) on ``port``, or a free one."""
+    port = port or free_port()
     if server in ("uvicorn", "uvicorn-asgi"):
         protocol = FAST_PROTOCOL if server == "uvicorn" else "httptools"
         argv = [PYTHON, "-m", "uvicorn", "config.asgi:application"]

@@ -11,7 +11,9 @@ gunicorn), seeds objects through the service's write code, and runs:
 * Redis memory: 7,000 x 50 KB objects warmed through GETs, ``used_memory`` / raw;
 * a large object: 200 MB downloaded by 8 clients at once, server RSS sampled;
 * voice notes: transcode time per second of audio, and hit req/s while uploads
-  are converted by the same service (``bench/transcoding.py``).
+  are converted by the same service (``bench/transcoding.py``);
+* the send queue: messages per second end to end, and webhook acknowledgement
+  latency (``bench/queue.py``).
 
 Everything is ended and the work directory removed at the end, also on Ctrl-C.
 Run ``python -m bench.run --help`` for the knobs; ``--quick`` for a short run.
@@ -70,7 +72,7 @@ from bench.infra import (
 from bench.transcoding import transcode_run
 
 HIT_BODY_BYTES = 50 * 1024
-PARTS = ("hits", "miss", "stampede", "memory", "large", "transcode")
+PARTS = ("hits", "miss", "stampede", "memory", "large", "transcode", "queue")
 SEED = 20261125
 
 
@@ -248,6 +250,11 @@ def run(
         for _ in range(3):  # in L1 whatever ran before
             httpx.get(hit_url, timeout=10).raise_for_status()
         transcode_run(args, procs, service, hit_url, stack.api_key, report)
+    if "queue" in parts:
+        from bench.queue import queue_run
+
+        messages = 40 if args.quick else 200
+        queue_run(procs, stack, report, messages=messages, events=100 if args.quick else 500)
     environment(args, servers, picked, report)
 
 

@@ -27,6 +27,7 @@ import httpx
 from tests.faults import (
     API,
     BUCKET,
+    ROOT,
     Corpus,
     LoadGenerator,
     NginxProxy,
@@ -903,6 +904,106 @@ def behind_proxy(stack: Stack, timing: Timing = Timing()) -> Result:
     return result
 
 
+# --- 8b: a task worker killed mid-batch --------------------------------------------
+
+WORKER_MESSAGES = 30
+
+
+def worker_killed(stack: Stack, timing: Timing = Timing()) -> Result:
+    """A task worker SIGKILLed while it sends a batch through a slow Evolution (the
+    double): a second worker's recovery takes back what the first held. 0 messages lost,
+    0 sent twice (the double counts per number), at most the one in flight ``unknown``."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.evolution_double import EvolutionDouble
+
+    result = Result("worker_killed", "task worker SIGKILLed mid-batch (sends)")
+    with EvolutionDouble(api_key="chaos", instance="chaos") as double:
+        port = free_port()
+        env = {
+            **stack.env,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "EVOLUTION_API_URL": double.url,
+            "EVOLUTION_API_KEY": "chaos",
+            "EVOLUTION_INSTANCE": "chaos",
+            "EVOLUTION_CONNECT_TIMEOUT": "1",
+            "EVOLUTION_READ_TIMEOUT": "3",
+            "MESSAGE_LEASE_MARGIN": "0",
+            "WORKER_RECOVERY_INTERVAL": "0.5",
+            "MESSAGE_SEND_DEADLINE": "120",
+        }
+        service = ServiceProcess(env, port, os.path.join(stack.tmp, "worker-service.log"))
+        log_path = os.path.join(stack.tmp, "worker.log")
+
+        def worker() -> subprocess.Popen[bytes]:
+            with open(log_path, "ab") as log:
+                return subprocess.Popen(
+                    [sys.executable, "manage.py", "run_worker", "--interval", "0.05"],
+                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+
+        first = second = None
+        try:
+            service.start()
+            headers = {"Authorization": f"Bearer {stack.api_key}"}
+            voice = (ROOT / "tests" / "fixtures" / "voice.ogg").read_bytes()
+            with httpx.Client(base_url=service.url, headers=headers, timeout=60) as api:
+                ids = []
+                for i in range(WORKER_MESSAGES):
+                    created = api.post("/api/attachments/", files={"file": (f"{i}.ogg", voice)})
+                    sent = api.post(
+                        "/api/messages/",
+                        json={"number": f"55119999{i:05d}", "attachment_id": created.json()["id"]},
+                    )
+                    result.check(sent.status_code == 202, f"send not accepted: {sent.text}")
+                    ids.append(sent.json()["id"])
+                double.delay_next(0.3, times=WORKER_MESSAGES * 2)
+                first = worker()
+                deadline = time.monotonic() + 120
+                while double.requests_received < WORKER_MESSAGES // 3:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+                time.sleep(0.15)  # into the next send's slow answer
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(timeout=30)
+                killed_at = double.requests_received
+                second = worker()
+                started = time.monotonic()
+                statuses: Counter[str] = Counter()
+                while time.monotonic() - started < 120:
+                    statuses = Counter(api.get(f"/api/messages/{i}").json()["status"] for i in ids)
+                    if not statuses["queued"] and not statuses["sending"]:
+                        break
+                    time.sleep(0.5)
+                recovered_in = time.monotonic() - started
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=30)
+            service.stop()
+        per_number = Counter(call["json"]["number"] for call in double.sent)
+    doubled = sum(1 for n in per_number.values() if n > 1)
+    lost = statuses["queued"] + statuses["sending"] + statuses["failed"]
+    result.check(lost == 0, f"messages not sent and not unknown: {dict(statuses)}")
+    result.check(doubled == 0, f"{doubled} number(s) got the message twice")
+    result.check(statuses["unknown"] <= 1, f"{statuses['unknown']} unknown (at most 1)")
+    result.check(
+        statuses["sent"] == len(per_number) - statuses["unknown"]
+        or statuses["sent"] == len(per_number),
+        f"sent rows {statuses['sent']} vs numbers the double got {len(per_number)}",
+    )
+    result.notes.append(
+        f"{WORKER_MESSAGES} messages; killed after {killed_at} requests; the second worker "
+        f"finished in {recovered_in:.1f} s: {dict(statuses)}; 0 lost, {doubled} sent twice"
+    )
+    return result
+
+
 # --- 8: the soak ---------------------------------------------------------------------
 
 SOAK_ROTATION = ("redis_killed", "s3_down", "postgres_down", "redis_slow")
@@ -982,6 +1083,7 @@ SCENARIOS: dict[str, Callable[[Stack, Timing], Result]] = {
     "crash": crash_between_store_and_db,
     "concurrent_uploads": concurrent_uploads,
     "behind_proxy": behind_proxy,
+    "worker_killed": worker_killed,
     "soak": soak,
 }
 

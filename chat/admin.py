@@ -15,6 +15,7 @@ from django import forms
 from django.contrib import admin
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from mediacache.media.variants import UndecodableMedia
@@ -159,29 +160,76 @@ class AttachmentInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "direction", "number", "status", "attempts", "error", "created_at")
-    list_filter = ("direction", "status")
-    search_fields = ("number", "evolution_id")
-    readonly_fields = ("evolution_id", "error", "attempts", "sent_at", "created_at", "updated_at")
+    list_display = (
+        "id",
+        "direction",
+        "number",
+        "status",
+        "delivery_status",
+        "attempts",
+        "error",
+        "created_at",
+    )
+    list_filter = ("direction", "status", "delivery_status")
+    search_fields = ("number", "evolution_id", "idempotency_key")
+    readonly_fields = (
+        "evolution_id",
+        "error",
+        "attempts",
+        "sent_at",
+        "next_attempt_at",
+        "send_deadline",
+        "lease_expires_at",
+        "request_started_at",
+        "idempotency_key",
+        "delivery_status",
+        "server_ack_at",
+        "delivered_at",
+        "read_at",
+        "played_at",
+        "delivery_error_at",
+        "created_at",
+        "updated_at",
+    )
     inlines = [AttachmentInline]
-    actions = ["resend_failed"]
+    actions = ["resend_failed", "resend_unknown"]
 
-    @admin.action(description="Re-send selected failed messages")
+    @admin.action(description="Re-send selected failed messages (queued for the worker)")
     def resend_failed(self, request, queryset) -> None:
-        from .sending import claim_for_resend, send_message
+        self._resend(request, queryset, confirm_unknown=False)
 
-        outcomes = {"sent": 0, "failed": 0, "skipped": 0}
+    @admin.action(description="Re-send selected UNKNOWN messages (they may have been delivered)")
+    def resend_unknown(self, request, queryset) -> TemplateResponse | None:
+        """Asks first, on a page listing them: each may already be in the recipient's chat."""
+        unknown = queryset.filter(status=Message.Status.UNKNOWN)
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Re-send messages that may have been delivered?",
+                "messages_to_resend": unknown,
+                "queryset": queryset,
+                "action": "resend_unknown",
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/chat/message/confirm_resend.html", context)
+        self._resend(request, unknown, confirm_unknown=True)
+        return None
+
+    def _resend(self, request, queryset, *, confirm_unknown: bool) -> None:
+        """Enqueue, never send here: one request never sends N messages."""
+        from .sending import queue_resend
+
+        queued = skipped = 0
         for message_id in queryset.values_list("pk", flat=True):
-            message = claim_for_resend(message_id)
-            if message is None:
-                outcomes["skipped"] += 1
-                continue
-            outcomes[send_message(message).status] += 1
+            if queue_resend(message_id, confirm_unknown=confirm_unknown) is None:
+                skipped += 1
+            else:
+                queued += 1
         self.message_user(
             request,
-            "Re-sent: {sent} sent, {failed} failed, {skipped} skipped (not failed).".format(
-                **outcomes
-            ),
+            f"Queued {queued} message(s) for re-sending; {skipped} skipped (not in a state "
+            "that can be re-sent). Their status updates as the worker sends them.",
         )
 
 

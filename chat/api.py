@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import DatabaseError
-from django.http import Http404, HttpRequest
+from django.db import DatabaseError, IntegrityError
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -20,20 +20,23 @@ from mediacache.core.hashes import ORIGINAL_SUFFIX
 from mediacache.media.variants import UndecodableMedia
 from mediacache.whatsapp import NotSendable
 
+from . import idempotency
 from .auth import ApiKeyAuth
 from .gateway import GatewayNotConfigured, ensure_configured
+from .idempotency import IdempotencyConflict
 from .models import Message, MessageAttachment
 from .sending import (
+    AttachmentTaken,
     InvalidNumber,
     check_sendable,
-    claim_for_resend,
-    create_outbound,
     message_warnings,
     normalize_number,
-    send_message,
+    queue_message,
+    queue_resend,
 )
 from .services import StoreWriteFailed, create_attachment, delete_attachment
 from .uploads import UploadTooLarge
+from .waiting import requested_wait, wait_until_final
 
 logger = logging.getLogger("chat")
 
@@ -81,6 +84,7 @@ class MessageOut(Schema):
     id: int
     direction: str
     number: str
+    # queued → sending → sent | failed | unknown ("may have been sent"); received (inbound)
     status: str
     caption: str
     evolution_id: str | None
@@ -88,6 +92,14 @@ class MessageOut(Schema):
     attempts: int
     created_at: datetime
     sent_at: datetime | None
+    next_attempt_at: datetime | None  # when a queued retry goes
+    # Receipts from WhatsApp: server_ack → delivery_ack → read → played, or error.
+    delivery_status: str
+    server_ack_at: datetime | None
+    delivered_at: datetime | None
+    read_at: datetime | None
+    played_at: datetime | None
+    idempotency_key: str | None
     send_as_document: bool
     attachment: AttachmentOut | None
     # E.g. a voice note over WhatsApp's 512 KB play-button size (sent anyway).
@@ -108,6 +120,13 @@ class SendIn(Schema):
     caption: str = ""
     # Send as a document (the upload as it came): for video WhatsApp will not take as video.
     as_document: bool = False
+    # The Idempotency-Key header's value, for clients that cannot set headers.
+    client_ref: str | None = None
+
+
+class ResendIn(Schema):
+    # Required to re-send an ``unknown`` message: it may have been delivered already.
+    confirm: bool = False
 
 
 class ErrorOut(Schema):
@@ -172,6 +191,16 @@ def _no_gateway(request, exc):
     return _error(request, 503, str(exc))
 
 
+@api.exception_handler(IdempotencyConflict)
+def _idempotency_conflict(request, exc: IdempotencyConflict):
+    return _error(request, 422, str(exc))
+
+
+@api.exception_handler(AttachmentTaken)
+def _attachment_taken(request, exc: AttachmentTaken):
+    return _error(request, 409, str(exc))
+
+
 @api.exception_handler(InvalidNumber)
 def _bad_number(request, exc):
     return _error(request, 400, str(exc))
@@ -234,6 +263,24 @@ def remove_attachment(request: HttpRequest, attachment_id: int):
 
 
 _SEND_BODY = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "A repeated request with the same key returns the same message "
+            "and never sends twice; the same key with a different body is 422.",
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "example": "wait=10"},
+            "description": "wait=N (N <= 25): answer with the send's outcome if it comes "
+            "within N seconds (201 sent, 502 failed or unknown), else 202.",
+        },
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -247,14 +294,23 @@ _SEND_BODY = {
                         "caption": {"type": "string"},
                         "as_document": {"type": "boolean"},
                         "voice_note": {"type": "boolean"},
+                        "client_ref": {"type": "string"},
                         "file": {"type": "string", "format": "binary"},
                     },
                 }
             },
         },
-    }
+    },
 }
-_SEND_RESPONSES = {201: MessageOut, 502: MessageOut, **_SEND_ERRORS, 404: ErrorOut}
+_SEND_RESPONSES = {
+    200: MessageOut,
+    201: MessageOut,
+    202: MessageOut,
+    502: MessageOut,
+    **_SEND_ERRORS,
+    404: ErrorOut,
+    409: ErrorOut,
+}
 
 
 @api.post(
@@ -263,15 +319,19 @@ _SEND_RESPONSES = {201: MessageOut, 502: MessageOut, **_SEND_ERRORS, 404: ErrorO
     summary="Send an attachment to a WhatsApp number through Evolution API",
     openapi_extra=_SEND_BODY,
 )
-def send(request: HttpRequest):
+def send(request: HttpRequest, response: HttpResponse):
     """JSON ``{number, attachment_id, caption?}``, or multipart ``file`` + ``number`` (+ caption).
 
-    Audio goes as a voice note (PTT); the rest through sendMedia. 201 when Evolution
-    accepted it; 502 with the message (``status: failed``, ``error``) when it did not;
-    422 when WhatsApp would refuse it as its type (video not H.264/AAC MP4 or over
-    16 MB, ...) before anything is sent: ``as_document: true`` sends it as a document.
+    Queues the send and answers **202** with the message (``status: queued``) and its
+    ``Location``; a worker sends it (audio as a voice note, the rest through sendMedia)
+    and ``GET`` shows its progress. ``Prefer: wait=N`` waits up to N s (max 25) for the
+    outcome: 201 when Evolution accepted it, 502 when it failed or may have (``unknown``).
+    422 when WhatsApp would refuse it as its type (video not H.264/AAC MP4 or over 16 MB,
+    ...) before anything is queued: ``as_document: true`` sends it as a document.
+    ``Idempotency-Key`` (or ``client_ref``) makes a retry return the same message.
     """
     ensure_configured()  # before anything is stored or recorded
+    scope = request.auth.prefix  # type: ignore[attr-defined]
     if request.content_type == "multipart/form-data":
         if "file" not in request.FILES:
             raise HttpError(400, "multipart sends need a 'file' field")
@@ -280,22 +340,85 @@ def send(request: HttpRequest):
             attachment_id=0,
             caption=request.POST.get("caption", ""),
             as_document=_form_bool(request.POST.get("as_document")) or False,
+            client_ref=request.POST.get("client_ref") or None,
         )
         number = normalize_number(payload.number)
-        attachment = _store_upload(
-            request, request.FILES["file"], _form_bool(request.POST.get("voice_note"))
-        )
+        upload = request.FILES["file"]
+        voice_note = _form_bool(request.POST.get("voice_note"))
+        meaning = {
+            "file_sha256": getattr(request, "upload_sha256", {}).get("file", ""),
+            "file_size": upload.size,
+            "voice_note": voice_note,
+        }
     else:
         payload = _parse_json(request, SendIn)
         number = normalize_number(payload.number)
+        meaning = {"attachment_id": payload.attachment_id}
+    key = _idempotency_key(request, payload.client_ref)
+    meaning.update(number=number, caption=payload.caption, as_document=payload.as_document)
+    request_fingerprint = idempotency.fingerprint(meaning)
+    earlier = idempotency.find(scope, key, request_fingerprint)
+    if earlier is not None:
+        return _answer(request, response, earlier, replayed=True)
+    if request.content_type == "multipart/form-data":
+        attachment = _store_upload(request, upload, voice_note)
+    else:
         attachment = get_object_or_404(MessageAttachment, pk=payload.attachment_id)
         if attachment.message_id is not None:
-            raise HttpError(400, "this attachment already belongs to a message")
-    check_sendable(attachment, as_document=payload.as_document)  # 422 before any row
-    message = send_message(
-        create_outbound(number, attachment, payload.caption, as_document=payload.as_document)
-    )
-    return Status(201 if message.status == Message.Status.SENT else 502, message)
+            raise AttachmentTaken("this attachment already belongs to a message")
+    try:
+        check_sendable(attachment, as_document=payload.as_document)  # 422 before any row
+        message = queue_message(
+            number,
+            attachment,
+            payload.caption,
+            as_document=payload.as_document,
+            idempotency_scope=scope,
+            idempotency_key=key,
+            request_fingerprint=request_fingerprint,
+        )
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer with its message.
+        if request.content_type == "multipart/form-data":
+            delete_attachment(attachment)
+        earlier = idempotency.find(scope, key, request_fingerprint)
+        if earlier is None:
+            raise
+        return _answer(request, response, earlier, replayed=True)
+    except Exception:
+        if request.content_type == "multipart/form-data":
+            delete_attachment(attachment)  # nothing half-stored: the upload goes too
+        raise
+    return _answer(request, response, message)
+
+
+def _idempotency_key(request: HttpRequest, client_ref: str | None) -> str | None:
+    header = request.headers.get(idempotency.HEADER)
+    if header is not None and client_ref is not None and header.strip() != client_ref.strip():
+        raise HttpError(400, f"{idempotency.HEADER} and client_ref differ; send one of them")
+    try:
+        return idempotency.clean_key(header if header is not None else client_ref)
+    except ValueError as exc:
+        raise HttpError(400, str(exc)) from exc
+
+
+def _answer(
+    request: HttpRequest, response: HttpResponse, message: Message, *, replayed: bool = False
+):
+    """202 with the message and its Location; the outcome instead when the caller asked
+    to wait (``Prefer: wait=N``) and it came in time."""
+    response["Location"] = f"{request.build_absolute_uri('/api/messages/')}{message.pk}"
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    wait = requested_wait(request.headers.get("Prefer"))
+    if wait is not None:
+        response["Preference-Applied"] = f"wait={wait:g}"
+        message = wait_until_final(message, wait)
+    if message.status == Message.Status.SENT:
+        return Status(201 if wait is not None else 200 if replayed else 202, message)
+    if message.status in (Message.Status.FAILED, Message.Status.UNKNOWN) and wait is not None:
+        return Status(502, message)
+    return Status(200 if replayed and message.is_final else 202, message)
 
 
 @api.get("/messages/{message_id}", response={200: MessageOut, 401: ErrorOut, 404: ErrorOut})
@@ -305,16 +428,35 @@ def get_message(request: HttpRequest, message_id: int):
 
 @api.post(
     "/messages/{message_id}/resend",
-    response={201: MessageOut, 502: MessageOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut},
-    summary="Send a failed message again",
+    response={
+        201: MessageOut,
+        202: MessageOut,
+        502: MessageOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+    },
+    summary="Queue a failed message again (an unknown one with confirm: true)",
 )
-def resend(request: HttpRequest, message_id: int):
-    get_object_or_404(Message, pk=message_id, direction=Message.Direction.OUTBOUND)
-    message = claim_for_resend(message_id)
+def resend(request: HttpRequest, message_id: int, response: HttpResponse):
+    """``failed`` messages are queued again at once (202, or the outcome with ``Prefer:
+    wait=N``). ``unknown`` ones may have been delivered: they need ``{"confirm": true}``,
+    else 409 says so."""
+    current = get_object_or_404(Message, pk=message_id, direction=Message.Direction.OUTBOUND)
+    confirm = False
+    if request.body:
+        confirm = _parse_json(request, ResendIn).confirm
+    message = queue_resend(message_id, confirm_unknown=confirm)
     if message is None:
-        raise HttpError(409, "only failed messages can be re-sent")
-    message = send_message(message)
-    return Status(201 if message.status == Message.Status.SENT else 502, message)
+        if current.status == Message.Status.UNKNOWN:
+            raise HttpError(
+                409,
+                "this message may have been delivered (status unknown): check the chat, "
+                'then re-send with {"confirm": true}',
+            )
+        raise HttpError(409, "only failed (or, confirmed, unknown) messages can be re-sent")
+    return _answer(request, response, message)
 
 
 def _form_bool(value: str | None) -> bool | None:

@@ -17,19 +17,38 @@ _HASH_ATTEMPTS = 5
 
 
 class Message(models.Model):
+    """A WhatsApp message: sent by us (outbound, through the task queue) or received.
+
+    An outbound message's ``status`` moves as the README's state diagram shows:
+    ``queued`` → ``sending`` → ``sent`` | ``failed`` | ``unknown``, back to ``queued``
+    for a retry that cannot send twice. Receipts (``delivery_status``) only move forward.
+    """
+
     class Direction(models.TextChoices):
         OUTBOUND = "out", "outbound"
         INBOUND = "in", "inbound"
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        SENT = "sent"
-        FAILED = "failed"
-        RECEIVED = "received"
+        QUEUED = "queued"  # waiting for a worker (first try, or a retry at next_attempt_at)
+        SENDING = "sending"  # a worker holds it until lease_expires_at
+        SENT = "sent"  # Evolution accepted it (evolution_id)
+        FAILED = "failed"  # certainly not sent: error says why
+        UNKNOWN = "unknown"  # may have been sent (read timeout, 500, worker died mid-request)
+        RECEIVED = "received"  # inbound
+
+    class Delivery(models.TextChoices):
+        # In WhatsApp's order; a receipt never moves a message backwards.
+        SERVER_ACK = "server_ack"
+        DELIVERY_ACK = "delivery_ack"
+        READ = "read"
+        PLAYED = "played"
+        ERROR = "error"
 
     direction = models.CharField(max_length=3, choices=Direction.choices)
     number = models.CharField(max_length=64, help_text="The remote WhatsApp number or JID.")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     caption = models.TextField(blank=True)
     # Send the attachment as a document (sendMedia mediatype "document", the upload
     # as it came) rather than as image/video/voice note: kept for re-sends.
@@ -41,6 +60,26 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # --- the queue's bookkeeping (chat.delivery) ---
+    # A retry waits until then; past send_deadline a retryable failure becomes final.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    send_deadline = models.DateTimeField(null=True, blank=True)
+    # While ``sending``: the worker's claim ends then (chat.recovery takes it back after).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set just before the request to Evolution is written: a worker that dies after this
+    # may have sent the message (→ unknown), before it certainly did not (→ queued again).
+    request_started_at = models.DateTimeField(null=True, blank=True)
+    # --- idempotency (chat.idempotency): one message per (API key, Idempotency-Key) ---
+    idempotency_scope = models.CharField(max_length=16, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    # --- delivery receipts (chat.receipts), from Evolution's messages.update ---
+    delivery_status = models.CharField(max_length=16, choices=Delivery.choices, blank=True)
+    server_ack_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    played_at = models.DateTimeField(null=True, blank=True)
+    delivery_error_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -50,11 +89,83 @@ class Message(models.Model):
                 fields=["direction", "evolution_id"],
                 condition=models.Q(evolution_id__isnull=False),
                 name="chat_message_unique_evolution_id",
+            ),
+            # A repeated request with the same Idempotency-Key returns the same message.
+            models.UniqueConstraint(
+                fields=["idempotency_scope", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="chat_message_unique_idempotency_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["evolution_id"], name="chat_message_evolution_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.number} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        """No worker will change its send status any more (receipts still may)."""
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {Message.Status.SENT, Message.Status.FAILED, Message.Status.UNKNOWN, Message.Status.RECEIVED}
+)
+
+
+class DeliveryReceipt(models.Model):
+    """One step of a sent message's delivery, as Evolution reported it (``messages.update``).
+
+    Kept apart from the message: a receipt can arrive before the worker has recorded the
+    ``key.id`` the send returned; it is applied when the message gets that id.
+    """
+
+    evolution_id = models.CharField(max_length=128, db_index=True)
+    status = models.CharField(max_length=16, choices=Message.Delivery.choices)
+    remote_jid = models.CharField(max_length=128, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["evolution_id", "status"], name="chat_receipt_unique_step"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_direction_display()} {self.number} ({self.status})"
+        return f"{self.evolution_id} {self.status}"
+
+
+class WebhookEvent(models.Model):
+    """An Evolution webhook event, stored before it is answered and processed by a worker.
+
+    ``dedupe_key`` makes the same event delivered twice one row (Evolution retries, and
+    sends receipts more than once).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    event = models.CharField(max_length=64)
+    instance = models.CharField(max_length=128, blank=True)
+    payload = models.JSONField()
+    state = models.CharField(
+        max_length=8, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.dedupe_key} ({self.state})"
 
 
 class MessageAttachment(ShortLinkMixin, models.Model):

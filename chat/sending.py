@@ -1,36 +1,29 @@
-"""Messages sent through Evolution API: the row's life from pending to sent or failed.
+"""Outbound messages before the worker: checked, recorded as ``queued`` and enqueued.
 
-The request itself (PTT or sendMedia, fileName, cache warming) is the engine's
-:func:`mediacache.whatsapp.send_via_evolution`; this module keeps the record.
+The send itself happens in a worker (chat.delivery, through the engine's
+:func:`mediacache.whatsapp.send_via_evolution`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evolution import EvolutionError
 from mediacache.registry import media_model
-from mediacache.whatsapp import (
-    NotSendable,
-    mediatype_for,
-    send_via_evolution,
-    send_warnings,
-)
 from mediacache.whatsapp import check_sendable as whatsapp_check
+from mediacache.whatsapp import mediatype_for, send_warnings
 
-from .gateway import evolution_client
 from .models import Message, MessageAttachment
 
 logger = logging.getLogger("chat")
 
 _JID = re.compile(r"[0-9]{5,20}(-[0-9]{5,20})?@(s\.whatsapp\.net|g\.us|lid)")
 _SEPARATORS = re.compile(r"[\s().+-]")
-ERROR_LIMIT = 2000  # of the text kept on a failed message; the action always fits
 
 
 class InvalidNumber(ValueError):
@@ -50,76 +43,77 @@ def normalize_number(raw: str) -> str:
     return digits
 
 
-def send_message(message: Message) -> Message:
-    """Send ``message``'s attachment and record the outcome on the row.
-
-    The row must be ``pending``. Never raises for gateway errors: the message ends
-    ``sent`` (with Evolution's id) or ``failed`` (with the error's class, text and the
-    operator's action).
-    """
-    attachment = message.attachments.first()
-    if attachment is None:
-        raise ValueError(f"message {message.pk} has no attachment")
-    message.attempts += 1
-    try:
-        with evolution_client() as client:
-            result = send_via_evolution(
-                client,
-                message.number,
-                attachment,
-                caption=message.caption or None,
-                as_document=message.send_as_document,
-                audio_encoding=settings.EVOLUTION.get("AUDIO_ENCODING") or None,
-            )
-    except EvolutionError as exc:
-        message.status = Message.Status.FAILED
-        message.error = _describe(exc)
-    except NotSendable as exc:  # checked before the send too: only a changed setting lands here
-        message.status = Message.Status.FAILED
-        message.error = f"NotSendable: {exc.reason}"
-    else:
-        message.status = Message.Status.SENT
-        message.evolution_id = result.message_id
-        message.error = ""
-        message.sent_at = timezone.now()
-    message.save(
-        update_fields=["status", "evolution_id", "error", "attempts", "sent_at", "updated_at"]
-    )
-    return message
+class AttachmentTaken(Exception):
+    """The attachment already belongs to a message."""
 
 
-def _describe(exc: EvolutionError) -> str:
-    """``<ErrorClass>: <what Evolution said> Action: <what the operator should do>``: the
-    class names the cause (instance not connected, download, auth...), so the record
-    sends an operator to the right place."""
-    action = f" Action: {exc.action}"
-    text = f"{type(exc).__name__}: {exc}"[: ERROR_LIMIT - len(action) - 1]
-    if not text.endswith((".", ")")):
-        text += "."
-    return f"{text}{action}"[:ERROR_LIMIT]
-
-
-def create_outbound(
-    number: str, attachment: MessageAttachment, caption: str = "", *, as_document: bool = False
+def queue_message(
+    number: str,
+    attachment: MessageAttachment,
+    caption: str = "",
+    *,
+    as_document: bool = False,
+    idempotency_scope: str = "",
+    idempotency_key: str | None = None,
+    request_fingerprint: str = "",
 ) -> Message:
+    """Create the ``queued`` message, take the attachment for it, and enqueue its send
+    once this commits: one transaction, so a worker never sees half of it.
+
+    Raises AttachmentTaken when the attachment already belongs to a message (two
+    requests for one attachment: the second loses here, before anything is sent), and
+    IntegrityError when ``idempotency_key`` was taken meanwhile (the caller answers with
+    the winner's message).
+    """
+    from .tasks import enqueue_send
+
+    now = timezone.now()
+    deadline = now + timedelta(seconds=settings.MESSAGE_DELIVERY["SEND_DEADLINE"])
     with transaction.atomic():
         message = Message.objects.create(
             direction=Message.Direction.OUTBOUND,
             number=number,
             caption=caption,
-            status=Message.Status.PENDING,
+            status=Message.Status.QUEUED,
             send_as_document=as_document,
+            send_deadline=deadline,
+            idempotency_scope=idempotency_scope,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
         )
-        attachment.message = message
-        attachment.save(update_fields=["message"])
+        taken = MessageAttachment.objects.filter(pk=attachment.pk, message__isnull=True).update(
+            message=message
+        )
+        if not taken:
+            raise AttachmentTaken("this attachment already belongs to a message")
+        enqueue_send(message.pk)
+    attachment.message = message
+    logger.info("[CHAT] message %s queued for %s", message.pk, number)
     return message
 
 
-def claim_for_resend(message_id: int) -> Message | None:
-    """Move a failed message back to pending, atomically: two clicks send once."""
-    claimed = Message.objects.filter(
-        pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.FAILED
-    ).update(status=Message.Status.PENDING, updated_at=timezone.now())
+def queue_resend(message_id: int, *, confirm_unknown: bool = False) -> Message | None:
+    """Queue a ``failed`` message again (an ``unknown`` one only with ``confirm_unknown``:
+    it may have been delivered); atomic, so two clicks send once. None when the message
+    is in no state to be re-sent."""
+    from .tasks import enqueue_send
+
+    allowed = [Message.Status.FAILED]
+    if confirm_unknown:
+        allowed.append(Message.Status.UNKNOWN)
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Message.objects.filter(
+            pk=message_id, direction=Message.Direction.OUTBOUND, status__in=allowed
+        ).update(
+            status=Message.Status.QUEUED,
+            next_attempt_at=None,
+            request_started_at=None,
+            send_deadline=now + timedelta(seconds=settings.MESSAGE_DELIVERY["SEND_DEADLINE"]),
+            updated_at=now,
+        )
+        if claimed:
+            enqueue_send(message_id)
     return Message.objects.get(pk=message_id) if claimed else None
 
 

@@ -1,16 +1,18 @@
-"""Evolution's webhook: media received on WhatsApp is stored and gets a short link.
+"""Evolution's webhook: validated, stored and queued; a worker does the slow part.
 
-``messages.upsert`` events carrying audio, images, video or documents are
-stored like uploads (type sniffed from the bytes) under an inbound ``Message``.
-The same WhatsApp message id delivered twice is stored once. Anything else is
-acknowledged with 200 and ignored, so Evolution does not retry it.
+The request only checks the secret and the event's shape (and the media's size and
+base64 when it is inline), stores the event and enqueues it (chat.inbound): Evolution's
+webhook sender has its own timeout and retries, so the answer must not wait for a media
+fetch or a conversion. ``messages.upsert`` events with audio, images, video or documents
+and ``messages.update`` receipts for our sends are kept; the same event delivered twice
+is one row (``WebhookEvent.dedupe_key``). Anything else is acknowledged with 200 and
+ignored, so Evolution does not retry it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import logging
@@ -19,17 +21,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from evolution import EvolutionError
 from mediacache.core.settings import media_settings
 
-from .gateway import GatewayNotConfigured, evolution_client
-from .models import Message, MessageAttachment
-from .services import StoreWriteFailed, create_attachment, delete_attachment
+from .models import WebhookEvent
+from .receipts import parse_receipt
 
 logger = logging.getLogger("chat")
 
@@ -72,20 +71,62 @@ def evolution_webhook(request: HttpRequest, secret: str | None = None) -> JsonRe
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"body is not valid JSON: {exc}")
     try:
-        inbound = parse_event(payload)
-        if inbound is None:
-            return JsonResponse({"status": "ignored"})
-        return store_inbound(inbound)
+        kept = _what_to_keep(payload)
     except BadPayload as exc:
         return _error(400, str(exc))
+    if kept is None:
+        return JsonResponse({"status": "ignored"})
+    event, dedupe_key = kept
+    return _store_and_enqueue(payload, event, dedupe_key)
+
+
+def _what_to_keep(payload: Any) -> tuple[str, str] | None:
+    """(event, dedupe key) of an event a worker must process, None for the rest;
+    BadPayload for what Evolution would not send."""
+    if not isinstance(payload, dict):
+        raise BadPayload("the event must be a JSON object")
+    event = normalized_event(payload)
+    if event == "messages.update":
+        receipt = parse_receipt(payload)
+        if receipt is None:
+            return None
+        return event, f"update:{receipt.evolution_id}:{receipt.step}"
+    inbound = parse_event(payload)
+    if inbound is None:
+        return None
+    if inbound.base64 is not None:
+        decode_media(inbound.base64)  # 400 now rather than a failed event later
+    return event, f"upsert:{inbound.message_id}"
+
+
+def _store_and_enqueue(payload: dict[str, Any], event: str, dedupe_key: str) -> JsonResponse:
+    from .tasks import enqueue_event
+
+    try:
+        with transaction.atomic():
+            stored = WebhookEvent.objects.create(
+                dedupe_key=dedupe_key[:255],
+                event=event,
+                instance=str(payload.get("instance") or "")[:128],
+                payload=payload,
+            )
+            enqueue_event(stored.pk)
+    except IntegrityError:
+        existing = WebhookEvent.objects.filter(dedupe_key=dedupe_key[:255]).first()
+        return JsonResponse({"status": "duplicate", "event_id": existing.pk if existing else None})
+    return JsonResponse({"status": "queued", "event_id": stored.pk}, status=202)
+
+
+def normalized_event(payload: dict[str, Any]) -> str:
+    """``MESSAGES_UPSERT`` (v1, global webhooks) and ``messages.upsert`` are one event."""
+    return str(payload.get("event", "")).lower().replace("_", ".")
 
 
 def parse_event(payload: Any) -> InboundMedia | None:
     """The media in a ``messages.upsert`` event, or None for events we do not store."""
     if not isinstance(payload, dict):
         raise BadPayload("the event must be a JSON object")
-    event = str(payload.get("event", "")).lower().replace("_", ".")
-    if event != "messages.upsert":
+    if normalized_event(payload) != "messages.upsert":
         return None
     data = payload.get("data")
     if not isinstance(data, dict):
@@ -111,68 +152,8 @@ def parse_event(payload: Any) -> InboundMedia | None:
     return InboundMedia(message_id, remote_jid, kind, message[kind], encoded or None)
 
 
-def store_inbound(inbound: InboundMedia) -> JsonResponse:
-    existing = _existing(inbound.message_id)
-    if existing is not None:
-        return JsonResponse({"status": "duplicate", "message_id": existing})
-    file_name = str(inbound.media.get("fileName") or inbound.kind.removesuffix("Message"))
-    encoded = inbound.base64
-    if encoded is None:
-        try:
-            with evolution_client() as client:
-                fetched = client.get_base64_from_media_message(inbound.message_id)
-        except (EvolutionError, GatewayNotConfigured) as exc:
-            logger.error("[CHAT] could not fetch media %s: %s", inbound.message_id, exc)
-            return _error(502, f"could not fetch the media from Evolution API: {exc}")
-        encoded = fetched.get("base64") or ""
-        file_name = str(fetched.get("fileName") or file_name)
-    raw = _decode(encoded)
-    caption = inbound.media.get("caption")
-    try:
-        attachment = create_attachment(
-            ContentFile(raw, name=file_name),
-            original_filename=file_name,
-            sha256=hashlib.sha256(raw).hexdigest(),
-        )
-    except StoreWriteFailed:
-        return _error(503, "object store unavailable, nothing was stored")
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                direction=Message.Direction.INBOUND,
-                number=inbound.remote_jid.removesuffix("@s.whatsapp.net"),
-                status=Message.Status.RECEIVED,
-                evolution_id=inbound.message_id,
-                caption=caption if isinstance(caption, str) else "",
-            )
-            MessageAttachment.objects.filter(pk=attachment.pk).update(message=message)
-    except IntegrityError:
-        delete_attachment(attachment)  # a concurrent delivery of the same event won
-        return JsonResponse({"status": "duplicate", "message_id": _existing(inbound.message_id)})
-    logger.info(
-        "[CHAT] received %s from %s -> %s", inbound.kind, message.number, attachment.short_url
-    )
-    return JsonResponse(
-        {
-            "status": "stored",
-            "message_id": message.pk,
-            "attachment_id": attachment.pk,
-            "short_url": attachment.short_url,
-            "mime_type": attachment.mime_type,
-        },
-        status=201,
-    )
-
-
-def _existing(message_id: str) -> int | None:
-    return (
-        Message.objects.filter(direction=Message.Direction.INBOUND, evolution_id=message_id)
-        .values_list("pk", flat=True)
-        .first()
-    )
-
-
-def _decode(encoded: str) -> bytes:
+def decode_media(encoded: str) -> bytes:
+    """The media bytes of a base64 (or data: URL) string within MAX_UPLOAD_BYTES."""
     limit = media_settings().MAX_UPLOAD_BYTES
     if len(encoded) * 3 // 4 > limit + 3:
         raise BadPayload(f"media over the limit of {limit} bytes")

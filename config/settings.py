@@ -51,6 +51,39 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Background tasks (Django's Tasks API; README "Background work") -----------------
+# Sends, re-sends, inbound media and receipts run in a worker (`manage.py run_worker`):
+# TASKS_BACKEND=database (the default: a table in DATABASE_URL, no other server) or rq (RQ
+# on TASKS_REDIS_URL, default REDIS_URL: several workers beyond one machine).
+TASKS_BACKEND = env.str("TASKS_BACKEND", "database").lower()
+TASK_QUEUES = ["default"]
+if TASKS_BACKEND == "database":
+    TASK_APPS = ["django_tasks", "django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": TASK_QUEUES}}
+elif TASKS_BACKEND == "rq":
+    _tasks_redis = env.str("TASKS_REDIS_URL") or env.str("REDIS_URL")
+    if not _tasks_redis:
+        raise ImproperlyConfigured("TASKS_BACKEND=rq needs TASKS_REDIS_URL or REDIS_URL")
+    TASK_APPS = ["django_tasks", "django_rq", "django_tasks_rq"]
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": TASK_QUEUES}}
+    RQ_QUEUES = {name: {"URL": _tasks_redis} for name in TASK_QUEUES}
+else:
+    raise ImproperlyConfigured(f"TASKS_BACKEND must be database or rq, got {TASKS_BACKEND!r}")
+# How sends are retried (chat.delivery): only failures that cannot have sent the message
+# (connection refused, connect timeout, 502/503/504, instance not connected), with
+# exponential backoff and full jitter from MESSAGE_RETRY_BASE up to MESSAGE_RETRY_MAX
+# seconds, until MESSAGE_SEND_DEADLINE seconds after the message was queued.
+MESSAGE_DELIVERY = {
+    "SEND_DEADLINE": env.float("MESSAGE_SEND_DEADLINE", 900.0),
+    "RETRY_BASE": env.float("MESSAGE_RETRY_BASE", 2.0),
+    "RETRY_MAX": env.float("MESSAGE_RETRY_MAX", 60.0),
+    # A worker's claim on a message lasts the Evolution timeouts plus this margin; after
+    # it, chat.recovery decides (queued again if the request never started, else unknown).
+    "LEASE_MARGIN": env.float("MESSAGE_LEASE_MARGIN", 30.0),
+    # How often a worker looks for work a dead worker or a lost enqueue left behind.
+    "RECOVERY_INTERVAL": env.float("WORKER_RECOVERY_INTERVAL", 30.0),
+}
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -61,6 +94,7 @@ INSTALLED_APPS = [
     # django-ninja's templates and static files: /api/docs loads Swagger UI from
     # here, not from a CDN (it works offline).
     "ninja",
+    *TASK_APPS,
     "mediacache",
     "chat",
     "ops",
@@ -136,6 +170,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
     # Django's backend, with a pool that fails waiting requests at once when PostgreSQL is
     # down (503, as without a pool) instead of after DATABASE_POOL_TIMEOUT.
     DATABASES["default"]["ENGINE"] = "config.postgresql"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the task worker write to one file: WAL lets readers go on while
+    # one writes, IMMEDIATE takes the write lock at BEGIN (no lock-upgrade deadlock), and a
+    # writer waits up to 20 s for the other instead of failing with "database is locked".
+    # synchronous=NORMAL is WAL's usual pairing: a commit survives the process's crash, and
+    # only an OS crash or power loss may take back the last ones (PostgreSQL in production).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -279,6 +279,7 @@ def _page(
         "refresh_seconds": REFRESH_SECONDS,
         "max_upload_bytes": media_settings().MAX_UPLOAD_BYTES,
         "gateway": _gateway(),
+        **_messages(),
     }
     return render(request, "ops/index.html", context, status=status)
 
@@ -289,6 +290,17 @@ def _gateway() -> dict[str, Any]:
     state: GatewayState = gateway_state()
     age = max(0, round(time.time() - state.checked_at)) if state.checked_at else None
     return {**state.as_dict(), "age_seconds": age}
+
+
+def _messages() -> dict[str, Any]:
+    """The send queue's last hour (chat.activity); the page still loads without it."""
+    from chat.activity import last_hour
+
+    try:
+        return {"activity": last_hour(), "messages_error": ""}
+    except DatabaseError as exc:
+        logger.warning("[OPS] message counts unavailable: %r", exc)
+        return {"activity": None, "messages_error": "Message counts unavailable: database error."}
 
 
 def _why_no_stats(exc: Exception) -> str:

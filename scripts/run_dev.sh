@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: the service on embedded defaults (SQLite, ./var/media, in-process cache)
-# unless the environment says otherwise. Writes a development .env once and creates a
+# `make run`: the service on embedded defaults (SQLite, ./var/media, in-process cache,
+# the database task queue with its worker) unless the environment says otherwise. Writes a development .env once and creates a
 # development API key once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,5 +86,15 @@ cat <<MSG
   Commands: $BIN/python manage.py --help   (settings from .env, as this server)
 
 MSG
-exec "$BIN/python" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
-  --loop uvloop --http mediacache.fastpath:MediaHttpProtocol --no-server-header
+# The task worker (sends, webhooks, receipts) beside the web server; both stop together.
+"$BIN/python" manage.py run_worker &
+WORKER=$!
+"$BIN/python" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
+  --loop uvloop --http mediacache.fastpath:MediaHttpProtocol --no-server-header &
+WEB=$!
+trap 'kill -TERM $WEB $WORKER 2>/dev/null' INT TERM
+status=0
+wait $WEB || status=$?
+kill -TERM $WORKER 2>/dev/null || true
+wait $WORKER 2>/dev/null || true
+exit $status

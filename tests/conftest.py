@@ -16,6 +16,7 @@ from django.test import override_settings
 
 from tests.evolution_double import EvolutionDouble
 from tests.servers import RunningServer, S3Server, serve_asgi
+from tests.tasks_worker import ThreadWorker
 
 # moto's request recorder writes to this file (default: ./moto_recording).
 os.environ.setdefault("MOTO_RECORDER_FILEPATH", "/tmp/mediacache-tests-moto-recording")
@@ -165,6 +166,14 @@ def evolution(settings) -> Iterator[EvolutionDouble]:
             "MAX_RETRIES": 2,
         }
         yield double
+
+
+@pytest.fixture
+def tasks_worker(transactional_db) -> Iterator[ThreadWorker]:
+    """A task worker (django-tasks-db's, in a thread) for tests that send or take webhooks."""
+    with ThreadWorker() as worker:
+        yield worker
+    assert not worker.errors, worker.errors
 
 
 @pytest.fixture

@@ -31,7 +31,15 @@ the express error handler) and the libraries it uses (validator.js 13.15.15 ``is
 v1 body shapes (``audioMessage``/``mediaMessage`` nested, ``options``) are accepted too
 unless ``api_version=2`` is given (then only v2 shapes, like a real v2 server).
 
-Not simulated: ffmpeg transcoding (only empty audio fails), the WhatsApp upload, webhooks.
+Webhooks: with ``webhook_url`` set, each accepted send is followed by the receipts in
+``auto_receipts`` (default SERVER_ACK then DELIVERY_ACK), POSTed as Evolution v2.3's
+``messages.update`` event (``whatsapp.baileys.service.ts``, ``messages.update`` handler:
+``data = {keyId, remoteJid, fromMe, participant, status, instanceId}`` with the status
+names of ``src/utils/renderStatus.ts``, wrapped by the webhook controller into ``{event,
+instance, data, destination, date_time, sender, server_url, apikey}``); ``send_receipt``
+posts one by hand (READ, PLAYED, ERROR, out of order, twice...).
+
+Not simulated: ffmpeg transcoding (only empty audio fails), the WhatsApp upload.
 """
 
 from __future__ import annotations
@@ -388,6 +396,11 @@ class EvolutionDouble:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._http: httpx.Client | None = None
+        # Receipts (messages.update) for accepted sends, POSTed to webhook_url.
+        self.webhook_url: str | None = None
+        self.webhook_headers: dict[str, str] = {}
+        self.auto_receipts: tuple[str, ...] = ("SERVER_ACK", "DELIVERY_ACK")
+        self.receipts_posted: list[dict[str, Any]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -842,6 +855,7 @@ class EvolutionDouble:
     ) -> dict[str, Any]:
         message_id = "3EB0" + secrets.token_hex(8).upper()
         call.update(message_id=message_id, message_type=message_type)
+        self._after_send(message_id, jid)
         return {
             "key": {"remoteJid": jid, "fromMe": True, "id": message_id},
             "pushName": "",
@@ -853,6 +867,52 @@ class EvolutionDouble:
             "instanceId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.instance)),
             "source": "unknown",
         }
+
+    # -- webhooks ---------------------------------------------------------------------
+
+    def receipt_event(self, message_id: str, status: str, remote_jid: str) -> dict[str, Any]:
+        """Evolution v2.3's ``messages.update`` webhook body for one receipt."""
+        return {
+            "event": "messages.update",
+            "instance": self.instance,
+            "data": {
+                "keyId": message_id,
+                "remoteJid": remote_jid,
+                "fromMe": True,
+                "participant": None,
+                "status": status,
+                "instanceId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.instance)),
+            },
+            "destination": self.webhook_url,
+            "date_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "sender": "5511900000000@s.whatsapp.net",
+            "server_url": self.url,
+            "apikey": self.api_key,
+        }
+
+    def send_receipt(self, message_id: str, status: str, remote_jid: str = "") -> int:
+        """POST one receipt to ``webhook_url`` now; returns the HTTP status."""
+        if not self.webhook_url:
+            raise RuntimeError("set webhook_url first")
+        body = self.receipt_event(message_id, status, remote_jid)
+        response = httpx.post(self.webhook_url, json=body, headers=self.webhook_headers, timeout=10)
+        with self._lock:
+            self.receipts_posted.append({"body": body, "status": response.status_code})
+        return response.status_code
+
+    def _after_send(self, message_id: str, remote_jid: str) -> None:
+        if not self.webhook_url or not self.auto_receipts:
+            return
+
+        def post_all() -> None:
+            for status in self.auto_receipts:
+                try:
+                    self.send_receipt(message_id, status, remote_jid)
+                except httpx.HTTPError as exc:
+                    logger.warning("receipt %s for %s not delivered: %r", status, message_id, exc)
+
+        threading.Thread(target=post_all, name="evolution-receipts", daemon=True).start()
 
     def _axios_get(self, url: str, call: dict[str, Any]) -> bytes:
         """axios GET inside prepareMediaMessage: errors become 500 ["AxiosError: …"]."""

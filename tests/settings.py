@@ -39,3 +39,12 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None  # nothing collected (whitenoise would warn that the directory is missing)
+# A send that fails in a retryable way fails at once (as before the queue) unless a test
+# gives it a deadline; retries and leases are short where a test does.
+MESSAGE_DELIVERY = {
+    **MESSAGE_DELIVERY,  # noqa: F405
+    "SEND_DEADLINE": 0.0,
+    "RETRY_BASE": 0.2,
+    "RETRY_MAX": 1.0,
+    "LEASE_MARGIN": 2.0,
+}

@@ -430,13 +430,15 @@ def test_the_page_says_when_no_gateway_is_configured(staff_client, settings, fre
 
 
 def test_a_send_that_finds_the_instance_closed_refreshes_the_page(
-    staff_client, api, evolution, voice_note, fresh_gateway_state
+    tasks_worker, staff_client, api, evolution, voice_note, fresh_gateway_state
 ):
     assert gateway_line(staff_client.get("/ops/").content.decode())[0] == "open"
     evolution.instance_state = "close"
     created = upload(api, voice_note, "voice.ogg")
     sent = api.post(
-        "/api/messages/", json={"number": "5511999990000", "attachment_id": created["id"]}
+        "/api/messages/",
+        json={"number": "5511999990000", "attachment_id": created["id"]},
+        headers={"Prefer": "wait=20"},
     )
     assert sent.json()["error"].startswith("EvolutionInstanceNotConnected")
     assert gateway_line(staff_client.get("/ops/").content.decode())[0] == "close"

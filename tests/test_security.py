@@ -139,7 +139,7 @@ def test_error_reports_hide_credentials(settings):
     assert "redis.internal" in safe  # the rest of the URL stays useful
 
 
-def test_evolution_key_never_reaches_the_logs(api, voice_note, settings, caplog):
+def test_evolution_key_never_reaches_the_logs(tasks_worker, api, voice_note, settings, caplog):
     from tests.evolution_double import EvolutionDouble
 
     created = upload(api, voice_note, "v.ogg")
@@ -147,7 +147,8 @@ def test_evolution_key_never_reaches_the_logs(api, voice_note, settings, caplog)
         settings.EVOLUTION = {**settings.EVOLUTION, "API_URL": double.url,
                               "API_KEY": "wrong-key-9f8e7d", "INSTANCE": "mc-test"}  # fmt: skip
         response = api.post("/api/messages/", json={"number": "5511999990000",
-                                                    "attachment_id": created["id"]})  # fmt: skip
+                                                    "attachment_id": created["id"]},
+                            headers={"Prefer": "wait=20"})  # fmt: skip
     assert response.status_code == 502
     assert "wrong-key-9f8e7d" not in caplog.text
     assert "wrong-key-9f8e7d" not in response.text

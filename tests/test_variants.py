@@ -148,7 +148,7 @@ def test_conversions_run_at_a_lower_cpu_priority(settings, tmp_path, steps):
     assert outcome.data["nice"] == min(19, os.nice(0) + steps)
 
 
-def test_stored_under_the_same_prefix(api, s3):
+def test_stored_under_the_same_prefix(tasks_worker, api, s3):
     created = upload(api, audio("mp3", 1.0), "a.mp3")
     keys = sorted(stored_keys(s3))
     assert len(keys) == 2
@@ -166,12 +166,17 @@ def test_stored_under_the_same_prefix(api, s3):
 
 
 def send(api, attachment_id: int, **extra) -> httpx.Response:
+    """Queue a send and wait for its outcome (the worker is the tasks_worker fixture)."""
     return api.post(
-        "/api/messages/", json={"number": NUMBER, "attachment_id": attachment_id, **extra}
+        "/api/messages/",
+        json={"number": NUMBER, "attachment_id": attachment_id, **extra},
+        headers={"Prefer": "wait=20"},
     )
 
 
-def test_voice_note_goes_with_encoding_false_and_evolution_gets_the_variant(api, evolution):
+def test_voice_note_goes_with_encoding_false_and_evolution_gets_the_variant(
+    tasks_worker, api, evolution
+):
     created = upload(api, audio("webm_opus", 2.0), "recording.webm")
     variant = httpx.get(created["short_url"]).content
     response = send(api, created["id"])
@@ -186,7 +191,9 @@ def test_voice_note_goes_with_encoding_false_and_evolution_gets_the_variant(api,
     assert call["download_headers"]["content-type"] == OPUS
 
 
-def test_audio_encoding_setting_turns_evolutions_encoding_back_on(api, evolution, settings):
+def test_audio_encoding_setting_turns_evolutions_encoding_back_on(
+    tasks_worker, api, evolution, settings
+):
     settings.EVOLUTION = {**settings.EVOLUTION, "AUDIO_ENCODING": True}
     created = upload(api, audio("mp3", 1.0), "a.mp3")
     assert send(api, created["id"]).status_code == 201
@@ -196,7 +203,7 @@ def test_audio_encoding_setting_turns_evolutions_encoding_back_on(api, evolution
 
 
 def test_voice_note_over_the_play_button_size_is_sent_with_a_warning(
-    api, evolution, settings, caplog
+    tasks_worker, api, evolution, settings, caplog
 ):
     media_settings(settings, VOICE_PLAY_BUTTON_BYTES=1000)
     created = upload(api, audio("wav", 1.0), "a.wav")
@@ -234,7 +241,9 @@ def test_images_whatsapp_does_not_show_get_a_jpeg(api, fmt):
     assert httpx.get(created["original_url"]).content == body
 
 
-def test_large_image_gets_a_jpeg_within_the_limit_and_small_ones_none(api, settings, evolution):
+def test_large_image_gets_a_jpeg_within_the_limit_and_small_ones_none(
+    tasks_worker, api, settings, evolution
+):
     media_settings(settings, IMAGE_MAX_BYTES=60_000)
     body = image("PNG", (400, 300), noisy=True)
     assert len(body) > 60_000
@@ -254,7 +263,7 @@ def test_large_image_gets_a_jpeg_within_the_limit_and_small_ones_none(api, setti
 # -- video --------------------------------------------------------------------------
 
 
-def test_h264_mp4_goes_as_video(api, evolution):
+def test_h264_mp4_goes_as_video(tasks_worker, api, evolution):
     created = upload(api, video_mp4(), "clip.mp4")
     assert created["variant_mime_type"] is None
     response = send(api, created["id"])
@@ -262,7 +271,7 @@ def test_h264_mp4_goes_as_video(api, evolution):
     assert evolution.sent[0]["json"]["mediatype"] == "video"
 
 
-def test_video_whatsapp_cannot_play_is_422_unless_sent_as_a_document(api, evolution):
+def test_video_whatsapp_cannot_play_is_422_unless_sent_as_a_document(tasks_worker, api, evolution):
     from chat.models import Message
 
     body = video_mp4(codec="mpeg4")
@@ -282,7 +291,7 @@ def test_video_whatsapp_cannot_play_is_422_unless_sent_as_a_document(api, evolut
     assert call["download_bytes"] == body
 
 
-def test_video_over_the_limit_is_422(api, evolution, settings):
+def test_video_over_the_limit_is_422(tasks_worker, api, evolution, settings):
     media_settings(settings, VIDEO_MAX_BYTES=1000)
     created = upload(api, video_mp4(2.0), "clip.mp4")
     refused = send(api, created["id"])
@@ -290,7 +299,7 @@ def test_video_over_the_limit_is_422(api, evolution, settings):
     assert "over WhatsApp's" in refused.json()["error"]
 
 
-def test_document_over_the_limit_is_422_and_nothing_is_sent(api, evolution, settings):
+def test_document_over_the_limit_is_422_and_nothing_is_sent(tasks_worker, api, evolution, settings):
     media_settings(settings, DOCUMENT_MAX_BYTES=1000)
     small = upload(api, b"%PDF-1.4 " + b"x" * 500, "small.pdf")
     large = upload(api, b"%PDF-1.4 " + b"x" * 5000, "large.pdf")

@@ -1,4 +1,5 @@
-"""POST /webhooks/evolution/: inbound media stored once, with a short link."""
+"""POST /webhooks/evolution/: events stored and queued at once; a worker stores inbound
+media once, with a short link, and applies receipts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,24 @@ from tests.evolution_double import EvolutionDouble
 from tests.media import pdf, png
 
 SECRET = "hook-secret"
+pytestmark = pytest.mark.usefixtures("tasks_worker")
+
+
+def processed(response: httpx.Response, timeout: float = 20.0):
+    """The stored event once the worker has processed it."""
+    import time
+
+    from chat.models import WebhookEvent
+
+    assert response.status_code == 202, response.text
+    event_id = response.json()["event_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = WebhookEvent.objects.get(pk=event_id)
+        if event.state != WebhookEvent.State.PENDING:
+            return event
+        time.sleep(0.05)
+    raise AssertionError(f"event {event_id} still pending after {timeout} s")
 
 
 @pytest.fixture
@@ -54,17 +73,19 @@ def test_media_with_base64_is_stored_once_and_served(hook, voice_note):
          "base64": base64.b64encode(voice_note).decode()}
     )  # fmt: skip
     first = hook(payload)
-    assert first.status_code == 201, first.text
-    stored = first.json()
-    assert stored["mime_type"] == "audio/ogg"
-    served = httpx.get(stored["short_url"])
+    assert first.json()["status"] == "queued"
+    assert processed(first).state == "done"
+    attachment = MessageAttachment.objects.get()
+    assert attachment.mime_type == "audio/ogg"
+    served = httpx.get(attachment.short_url)
     assert served.content == voice_note
 
     replay = hook(payload)
     assert replay.status_code == 200
-    assert replay.json() == {"status": "duplicate", "message_id": stored["message_id"]}
+    assert replay.json() == {"status": "duplicate", "event_id": first.json()["event_id"]}
     assert MessageAttachment.objects.count() == 1
     message = Message.objects.get()
+    assert attachment.message_id == message.pk
     assert (message.direction, message.status, message.number) == (
         "in",
         "received",
@@ -87,7 +108,7 @@ def test_media_without_base64_is_fetched_from_evolution(hook, settings):
         }
         response = hook(upsert({"documentMessage": {"fileName": "contrato.pdf",
                                                     "caption": "assine"}}, "3EB0DOC"))  # fmt: skip
-    assert response.status_code == 201, response.text
+        assert processed(response).state == "done"
     attachment = MessageAttachment.objects.get()
     assert attachment.mime_type == "application/pdf"
     assert attachment.original_filename == "contrato.pdf"

@@ -200,7 +200,12 @@ def k8s(kind: str) -> list[dict[str, Any]]:
 
 
 def the(kind: str) -> dict[str, Any]:
-    (document,) = k8s(kind)
+    """The one document of ``kind``; for Deployments, the web one (the task worker's is
+    ``mediacache-worker``)."""
+    documents = k8s(kind)
+    if kind == "Deployment":
+        documents = [d for d in documents if d["metadata"]["name"] == "mediacache"]
+    (document,) = documents
     return document
 
 
@@ -556,7 +561,7 @@ def test_the_compose_proxy_configuration_is_valid_nginx(tmp_path):
 def test_the_kit_trusts_only_private_proxies():
     """The replicas sit behind a proxy on a private network: its X-Forwarded-For is
     believed, and no public address (nor "*") is ever a trusted proxy."""
-    (deployment,) = k8s("Deployment")
+    deployment = the("Deployment")
     envs = {
         "compose.yaml": compose_env("app"),
         "deploy/k8s": container_env(deployment["spec"]["template"]["spec"]),
@@ -568,6 +573,26 @@ def test_the_kit_trusts_only_private_proxies():
 
 
 # --- Kubernetes ---------------------------------------------------------------------------
+
+
+def test_the_task_worker_runs_beside_the_web_with_the_same_settings():
+    """A worker Deployment runs `manage.py run_worker` from the same image, ConfigMap and
+    Secret keys as the web one (a send needs the database, the store and Evolution's key)."""
+    worker = next(d for d in k8s("Deployment") if d["metadata"]["name"] == "mediacache-worker")
+    pod = worker["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "manage.py", "run_worker"]
+    web = the("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == web["image"]
+    assert container["envFrom"] == web["envFrom"]
+    web_secrets = {e["name"] for e in web["env"]}
+    worker_secrets = {e["name"] for e in container["env"]}
+    assert worker_secrets == web_secrets - {"METRICS_TOKEN", "EVOLUTION_WEBHOOK_SECRET"}
+    # Longer than a send in flight may take (connect + read timeouts).
+    assert pod["terminationGracePeriodSeconds"] >= 65
+    compose_worker = compose()["services"]["worker"]
+    assert compose_worker["command"] == ["python", "manage.py", "run_worker"]
+    assert compose_env("worker") == compose_env("app")
 
 
 def test_kubernetes_has_every_piece_and_no_secret():
@@ -618,7 +643,7 @@ def test_secrets_come_from_the_operators_secret():
 
 
 def test_the_probes_ask_for_what_the_service_serves(service):
-    (deployment,) = k8s("Deployment")
+    deployment = the("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     reading = service(container_env(pod))
@@ -635,7 +660,7 @@ def test_the_probes_ask_for_what_the_service_serves(service):
 
 
 def test_a_stopping_pod_finishes_its_downloads():
-    (deployment,) = k8s("Deployment")
+    deployment = the("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = container_env(pod)

@@ -1,0 +1,79 @@
+"""Taking back what a dead worker or a lost enqueue left behind. Runs in every worker at
+start and every WORKER_RECOVERY_INTERVAL seconds (``manage.py run_worker``).
+
+* ``sending`` past its lease: the worker died (SIGKILL, OOM, a node lost). If it had not
+  started the request (``request_started_at`` unset) nothing went out: ``queued`` again.
+  If it had, the message may have gone out: ``unknown``, never re-sent on its own.
+* ``queued`` and due for longer than a grace period, or a webhook event still pending:
+  its task was lost (the queue was down at enqueue time, or a worker died holding the
+  job): enqueued again; the task's claim makes a duplicate harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Message, WebhookEvent
+
+logger = logging.getLogger("chat")
+
+GRACE = timedelta(seconds=60)  # a task normally starts well within this
+UNKNOWN_AFTER_CRASH = (
+    "The worker stopped while the request to Evolution was in flight: the message may "
+    "have been sent. Action: check the chat in WhatsApp before re-sending."
+)
+
+
+def recover(now=None) -> dict[str, int]:
+    from .tasks import enqueue_event, enqueue_send
+
+    now = now or timezone.now()
+    stalled = Message.objects.filter(
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.SENDING,
+        lease_expires_at__lt=now,
+    )
+    requeued = stalled.filter(request_started_at__isnull=True).update(
+        status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=now, updated_at=now
+    )
+    unknown = stalled.filter(request_started_at__isnull=False).update(
+        status=Message.Status.UNKNOWN,
+        error=UNKNOWN_AFTER_CRASH,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+    due = (
+        Message.objects.filter(
+            direction=Message.Direction.OUTBOUND,
+            status=Message.Status.QUEUED,
+            updated_at__lt=now - GRACE,
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - GRACE))
+        .values_list("pk", flat=True)
+    )
+    just_requeued = Message.objects.filter(
+        status=Message.Status.QUEUED, updated_at=now
+    ).values_list("pk", flat=True)
+    resent = list(due) + list(just_requeued)
+    for message_id in resent:
+        enqueue_send(message_id)
+    events = list(
+        WebhookEvent.objects.filter(state=WebhookEvent.State.PENDING, received_at__lt=now - GRACE)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - GRACE))
+        .values_list("pk", flat=True)
+    )
+    for event_id in events:
+        enqueue_event(event_id)
+    counts = {
+        "requeued": requeued,
+        "unknown": unknown,
+        "reenqueued": len(resent),
+        "events_reenqueued": len(events),
+    }
+    if any(counts.values()):
+        logger.warning("[CHAT] recovery: %s", counts)
+    return counts
