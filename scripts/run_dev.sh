@@ -72,6 +72,7 @@ cat <<MSG
 
   Mediacache is starting on http://$HOST:$PORT   (links: $PUBLIC_BASE_URL/media/...)
   store: ${S3_BUCKET:-./var/media (local directory)}   cache: ${REDIS_URL:-in-process}   db: ${DATABASE_URL:-./var/db.sqlite3}
+  task worker: ${TASKS_BACKEND:-database} queue, started beside the server (sends, webhooks, receipts)
 
   Development API key (kept in $KEY_FILE):
     $KEY
