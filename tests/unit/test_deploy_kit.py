@@ -576,12 +576,12 @@ def test_the_kit_trusts_only_private_proxies():
 
 
 def test_the_task_worker_runs_beside_the_web_with_the_same_settings():
-    """A worker Deployment runs `manage.py run_worker` from the same image, ConfigMap and
+    """A worker Deployment runs scripts/worker.sh (`manage.py run_worker`) from the same image, ConfigMap and
     Secret keys as the web one (a send needs the database, the store and Evolution's key)."""
     worker = next(d for d in k8s("Deployment") if d["metadata"]["name"] == "mediacache-worker")
     pod = worker["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["python", "manage.py", "run_worker"]
+    assert container["command"] == ["scripts/worker.sh"]
     web = the("Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == web["image"]
     assert container["envFrom"] == web["envFrom"]
@@ -591,7 +591,7 @@ def test_the_task_worker_runs_beside_the_web_with_the_same_settings():
     # Longer than a send in flight may take (connect + read timeouts).
     assert pod["terminationGracePeriodSeconds"] >= 65
     compose_worker = compose()["services"]["worker"]
-    assert compose_worker["command"] == ["python", "manage.py", "run_worker"]
+    assert compose_worker["command"] == ["scripts/worker.sh"]
     assert compose_env("worker") == compose_env("app")
 
 
