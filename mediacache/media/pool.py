@@ -40,7 +40,7 @@ from typing import Any
 
 from mediacache.media.encoders import NICE_ENV
 
-__all__ = ["ConversionPool", "PoolConfig", "WorkerLost", "get_pool", "shutdown"]
+__all__ = ["ConversionPool", "PoolConfig", "WorkerLost", "current", "get_pool", "shutdown"]
 
 # How long a new worker may take to import PyAV and Pillow and say it is ready.
 START_TIMEOUT = 30.0
@@ -178,12 +178,15 @@ class ConversionPool:
         self.config = config
         self._ready = threading.Condition()
         self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
         self._count = 0  # workers alive or starting
         self._closed = False
         self.started = 0  # workers started over the pool's life (tests, logs)
 
     def run(self, args: list[str], timeout: float) -> dict[str, Any]:
         worker = self._checkout()
+        with self._ready:
+            self._busy.add(worker)
         healthy = False
         try:
             answer = worker.call(args, timeout, self.config.max_memory)
@@ -219,6 +222,8 @@ class ConversionPool:
         return worker
 
     def _checkin(self, worker: Worker, *, healthy: bool) -> None:
+        with self._ready:
+            self._busy.discard(worker)
         if healthy:
             with self._ready:
                 if not self._closed:
@@ -254,6 +259,11 @@ class ConversionPool:
         with self._ready:
             return [worker.pid for worker in self._idle]
 
+    def busy_pids(self) -> list[int]:
+        """Workers running a job now (the chaos run kills one of them)."""
+        with self._ready:
+            return [worker.pid for worker in self._busy]
+
     def close(self) -> None:
         with self._ready:
             self._closed = True
@@ -281,6 +291,12 @@ def get_pool(config: PoolConfig) -> ConversionPool:
     if old is not None and old_owner == os.getpid():
         old.close()
     return pool
+
+
+def current() -> ConversionPool | None:
+    """This process's pool, if a conversion started one."""
+    with _lock:
+        return _pool if _owner == os.getpid() else None
 
 
 def shutdown() -> None:
