@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -33,7 +34,16 @@ from typing import Any
 
 import httpx
 
-from bench.infra import BUCKET, Processes, Stack, rss_bytes, s3_client, say, start_service
+from bench.infra import (
+    BUCKET,
+    ForeignLoad,
+    Processes,
+    Stack,
+    rss_bytes,
+    s3_client,
+    say,
+    start_service,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICE_NOTE = ROOT / "tests" / "fixtures" / "voice.ogg"
@@ -122,6 +132,45 @@ class RssSampler(threading.Thread):
         self._halt.set()
         self.join()
         return self.peak - self.baseline
+
+
+class CpuSplit:
+    """CPU of the web process, its conversion workers (live and reaped) and moto."""
+
+    def __init__(self, service: Any, moto: Any) -> None:
+        import psutil
+
+        self.web = psutil.Process(service.pid)
+        self.moto = psutil.Process(moto.tree_pids()[-1]) if moto is not None else None
+        self.before = self._sample()
+
+    def _sample(self) -> tuple[float, float, float]:
+        import psutil
+
+        times = self.web.cpu_times()
+        conversions = times.children_user + times.children_system
+        for child in self.web.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                conversions += child_times.user + child_times.system
+        moto = 0.0
+        if self.moto is not None:
+            with contextlib.suppress(psutil.Error):
+                m = self.moto.cpu_times()
+                moto = m.user + m.system
+        return times.user + times.system, conversions, moto
+
+    def per(self, uploads: int) -> dict[str, float]:
+        after = self._sample()
+        names = ("web", "conversions", "S3 (moto)")
+        return {
+            name: (after[i] - self.before[i]) * 1000 / max(uploads, 1)
+            for i, name in enumerate(names)
+        }
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
 
 
 def conversion_cpu_ms(body: bytes) -> float:
@@ -223,14 +272,42 @@ def write_run(args: argparse.Namespace, procs: Processes, stack: Stack, report: 
             )
 
     voice = all_kinds[0]
+    moto = next((p for p in procs.procs if p.name == "moto-s3"), None)
+    load = ForeignLoad(procs)
     sampler = RssSampler(service.tree_pids)
     sampler.start()
+    meter = CpuSplit(service, moto)
+    load.start()
     uploads, seconds, latencies = asyncio.run(
         _concurrent(base_url, stack.api_key, voice, CLIENTS, float(args.duration), 0)
     )
+    others = load.stop()
+    cpu = meter.per(uploads)
     voice_growth = sampler.stop()
     rate = uploads / seconds
     say(f"{CLIENTS} clients, voice note: {rate:.0f} uploads/s")
+    # The same at normal priority: on a machine shared with other work, conversions at
+    # MEDIA_TRANSCODE_NICE wait behind it (by design: serving first).
+    plain = start_service(
+        procs,
+        stack,
+        "uvicorn-write-nice0",
+        server="uvicorn",
+        workers=1,
+        MEDIA_VOICE_VARIANTS="1",
+        MEDIA_TRANSCODE_NICE="0",
+    )
+    plain_url = f"http://127.0.0.1:{plain.port}"
+    asyncio.run(_concurrent(plain_url, stack.api_key, voice, CLIENTS, None, 2))  # warm
+    plain_meter = CpuSplit(plain, moto)
+    load.start()
+    plain_uploads, plain_seconds, plain_latencies = asyncio.run(
+        _concurrent(plain_url, stack.api_key, voice, CLIENTS, float(args.duration), 0)
+    )
+    plain_others = load.stop()
+    plain_cpu = plain_meter.per(plain_uploads)
+    procs.stop(plain)
+    plain_rate = plain_uploads / plain_seconds
 
     big = all_kinds[-1]
     sampler = RssSampler(service.tree_pids)
@@ -263,6 +340,14 @@ def write_run(args: argparse.Namespace, procs: Processes, stack: Stack, report: 
         f"{CLIENTS} clients uploading the voice note for {seconds:.0f} s: {uploads} uploads, "
         f"{rate:.1f} uploads/s (1 worker), p50 {statistics.median(latencies):.0f} ms, "
         f"p99 {percentile(latencies, 99):.0f} ms; RSS growth {voice_growth / 2**20:.1f} MiB"
+    )
+    report.add(
+        f"  CPU ms per upload: {_cpu_text(cpu)}; other processes on the machine: {others:.2f} cores"
+    )
+    report.add(
+        f"  the same with MEDIA_TRANSCODE_NICE=0: {plain_rate:.1f} uploads/s, p50 "
+        f"{statistics.median(plain_latencies):.0f} ms, p99 {percentile(plain_latencies, 99):.0f} "
+        f"ms; CPU ms per upload: {_cpu_text(plain_cpu)}; others {plain_others:.2f} cores"
     )
     report.add(
         f"{BIG_CLIENTS} clients each uploading 60 MB at once ({big_uploads} in "
