@@ -197,12 +197,18 @@ class ConversionPool:
             self._checkin(worker, healthy=healthy and worker.alive())
 
     def _checkout(self) -> Worker:
-        with self._ready:
-            while not self._idle and self._count >= self.config.size:
-                self._ready.wait()
-            if self._idle:
-                return self._idle.pop()  # the most recently used: its caches are warm
-            self._count += 1
+        while True:
+            with self._ready:
+                while not self._idle and self._count >= self.config.size:
+                    self._ready.wait()
+                if not self._idle:
+                    self._count += 1
+                    break
+                worker = self._idle.pop()  # the most recently used: its caches are warm
+                if worker.alive():
+                    return worker
+                self._count -= 1  # died while idle (killed from outside): not given a job
+            worker.kill()
         return self._start()
 
     def _start(self) -> Worker:

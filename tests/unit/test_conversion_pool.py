@@ -48,6 +48,17 @@ def hanging(tmp_path: Path) -> Path:
     return path
 
 
+def exited(pid: int) -> bool:
+    """Every thread of ``pid`` is gone (a killed process shows Z before its threads end,
+    and only then can its parent reap it)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1 and (
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        )
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def voice(source: Path, out: Path) -> list[str]:
     return ["voice", str(source), str(out), "48000", "24000"]
 
@@ -103,6 +114,16 @@ def test_a_worker_killed_mid_job_fails_that_job_only(conversions, wav, hanging, 
     answer = converter.run(voice(wav, tmp_path / "after.ogg"), 30)
     assert answer["ok"]
     assert converter.idle_pids() != [victim]
+
+
+def test_a_worker_that_died_while_idle_gets_no_job(conversions, wav, tmp_path):
+    converter = conversions()
+    converter.run(voice(wav, tmp_path / "warm.ogg"), 30)
+    (idle,) = converter.idle_pids()
+    os.kill(idle, signal.SIGKILL)
+    wait_until(lambda: exited(idle))
+    assert converter.run(voice(wav, tmp_path / "after.ogg"), 30)["ok"]
+    assert converter.started == 2
 
 
 def test_a_worker_over_the_memory_limit_is_killed(conversions, hanging):
