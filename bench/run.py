@@ -129,6 +129,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only", default=",".join(PARTS), help=f"parts to run, comma-separated ({','.join(PARTS)})"
     )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="the service's database (default: a SQLite file in the work directory); an "
+        "empty PostgreSQL database of your own, e.g. postgres://postgres@127.0.0.1/bench, "
+        "shows production's commit cost instead of SQLite's (migrated, left with the rows)",
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -187,7 +194,7 @@ def run(
     say(f"work directory {work}")
     _, redis_url = start_redis(procs)
     _s3, s3_url = start_s3(procs)
-    stack = Stack(work, redis_url, s3_url)
+    stack = Stack(work, redis_url, s3_url, database_url=args.database_url)
     stack.prepare_database()
     say("redis, S3 (moto) and the database are up")
     parts = set(args.only.split(","))

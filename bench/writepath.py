@@ -319,8 +319,9 @@ def write_run(args: argparse.Namespace, procs: Processes, stack: Stack, report: 
 
     report.add("")
     report.add(
-        "WRITE PATH  POST /api/attachments/ (uvicorn, 1 worker, variants on, SQLite) vs raw "
-        "boto3 put_object, same moto endpoint, sequential, kept-alive, alternating"
+        f"WRITE PATH  POST /api/attachments/ (uvicorn, 1 worker, variants on, "
+        f"{stack.database_url.split(':', 1)[0]}) vs raw boto3 put_object, same moto endpoint, "
+        "sequential, kept-alive, alternating"
     )
     header = (
         f"{'upload':<40} {'n':>3} {'API p50':>8} {'API p99':>8} {'put p50':>8} {'put p99':>8} "
