@@ -94,6 +94,7 @@ class Worker:
                 line = raw.decode("utf-8", "replace").strip()
                 if line:
                     self._stderr.append(line)
+            stream.close()  # the worker is gone: its pipe's descriptor goes too
 
     def wait_ready(self) -> None:
         self._read_line(time.monotonic() + START_TIMEOUT, 0, "start")
@@ -140,8 +141,12 @@ class Worker:
                 raise self._lost("")
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
-        answer = json.loads(line)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
         if not isinstance(answer, dict):
+            self.kill()  # it no longer speaks the protocol: its state is unknown
             raise self._lost(f"unexpected answer {line[:100]!r}")
         return answer
 
