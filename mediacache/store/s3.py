@@ -28,7 +28,9 @@ from mediacache.store.base import (
 )
 
 # Objects up to this size go in one PutObject: upload_fileobj's transfer manager starts
-# a pool of threads on every call, ~10 ms for a 50 KB object (bench, WRITE PATH). Larger
+# a pool of threads on every call (CPU and threads a small object does not need; the
+# WRITE PATH bench shows no latency gain above its noise on moto, ~21 ms either way for
+# a 50 KB upload, and less web-process CPU per upload). Larger
 # ones go multipart in parts of S3's smallest size, two at a time, with one part read
 # ahead: s3transfer reads each part of a file object into memory, and by default keeps
 # ten read ahead (80 MB per upload at its 8 MB parts). Measured by the WRITE PATH bench:
