@@ -387,6 +387,12 @@ class Stack:
 
     def objects(self) -> dict[str, str]:
         """media_hash -> S3 key, read straight from the bench's database."""
+        query = "SELECT media_hash, file FROM chat_messageattachment"
+        if self.database_url.startswith("postgres"):
+            import psycopg
+
+            with psycopg.connect(self.database_url) as db:
+                return dict(db.execute(query).fetchall())  # type: ignore[arg-type]
         path = self.database_url.removeprefix("sqlite:///")
         with contextlib.closing(sqlite3.connect(path)) as db:
             rows = db.execute("SELECT media_hash, file FROM chat_messageattachment").fetchall()

@@ -17,8 +17,14 @@ import tempfile
 import time
 import traceback
 
-from chaos.scenarios import SCENARIOS, Result, long_timing, table
+from chaos import conversions, scenarios
+from chaos.scenarios import Result, long_timing, table
 from tests.faults import Stack
+
+SCENARIOS = {**scenarios.SCENARIOS, **conversions.SCENARIOS}
+# The conversion time limit the hanging-decoder scenario waits for (production's 60 s
+# would make it a minute per upload); no other scenario converts anything.
+TRANSCODE_TIMEOUT = "5"
 
 SERVICE_LOG = os.path.join(tempfile.gettempdir(), "mediacache-chaos-service.log")
 
@@ -31,7 +37,9 @@ def run(names: list[str], soak: float) -> list[Result]:
     timing = long_timing(soak)
     results: list[Result] = []
     print("[chaos] starting PostgreSQL, Redis, S3 and the service on 127.0.0.1 ...", flush=True)
-    with Stack(keep_log=SERVICE_LOG) as stack:
+    with Stack(
+        keep_log=SERVICE_LOG, extra_env={"MEDIA_TRANSCODE_TIMEOUT": TRANSCODE_TIMEOUT}
+    ) as stack:
         print(f"[chaos] service at {stack.url}", flush=True)
         for name in names:
             print(f"[chaos] {name} ...", flush=True)

@@ -909,7 +909,7 @@ def behind_proxy(stack: Stack, timing: Timing = Timing()) -> Result:
 WORKER_MESSAGES = 30
 
 
-def worker_killed(stack: Stack, timing: Timing = Timing()) -> Result:
+def task_worker_killed(stack: Stack, timing: Timing = Timing()) -> Result:
     """A task worker SIGKILLed while it sends a batch through a slow Evolution (the
     double): a second worker's recovery takes back what the first held. 0 messages lost,
     0 sent twice (the double counts per number), at most the one in flight ``unknown``."""
@@ -919,7 +919,7 @@ def worker_killed(stack: Stack, timing: Timing = Timing()) -> Result:
 
     from tests.evolution_double import EvolutionDouble
 
-    result = Result("worker_killed", "task worker SIGKILLed mid-batch (sends)")
+    result = Result("task_worker_killed", "task worker SIGKILLed mid-batch (sends)")
     with EvolutionDouble(api_key="chaos", instance="chaos") as double:
         port = free_port()
         env = {
@@ -1083,7 +1083,7 @@ SCENARIOS: dict[str, Callable[[Stack, Timing], Result]] = {
     "crash": crash_between_store_and_db,
     "concurrent_uploads": concurrent_uploads,
     "behind_proxy": behind_proxy,
-    "worker_killed": worker_killed,
+    "task_worker_killed": task_worker_killed,
     "soak": soak,
 }
 

@@ -3,7 +3,10 @@ delete them all together."""
 
 from __future__ import annotations
 
+import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO
 
 from django.core.files.base import File
 from django.db import DatabaseError
@@ -12,7 +15,7 @@ from mediacache.core.hashes import original_key
 from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
 from mediacache.media.types import SniffedType
-from mediacache.media.variants import Prepared, prepare
+from mediacache.media.variants import Prepared, prepare, wants
 from mediacache.variants import StoreWriteFailed, recorded, store_variant
 
 from .models import MessageAttachment
@@ -32,13 +35,15 @@ def create_attachment(
 ) -> MessageAttachment:
     """Store ``upload`` (and its WhatsApp-ready variant) under fresh keys, then save its row.
 
-    The variant is made first, from the upload at hand, in a child process with a
-    time limit (:mod:`mediacache.media.variants`), and stored beside the upload
+    The variant is made from the upload at hand, in a conversion worker with a time
+    limit (:mod:`mediacache.media.variants`), while the upload itself is written to the
+    store (the two do not wait for each other); the variant is then stored beside it
     (:func:`mediacache.variants.store_variant`). ``for_sending`` (uploads through the
     API): audio the decoder cannot read, or an image that needs a JPEG and cannot be
-    read, raises :class:`mediacache.media.variants.UndecodableMedia` before anything
-    is stored; otherwise (webhook, ops page) the upload is kept without a variant.
-    Images get JPEG variants only ``for_sending`` (received stickers stay WebP).
+    read, raises :class:`mediacache.media.variants.UndecodableMedia` and nothing is
+    kept (the upload's object, written meanwhile, is deleted again); otherwise (webhook,
+    ops page) the upload is kept without a variant. Images get JPEG variants only
+    ``for_sending`` (received stickers stay WebP).
 
     The row is written only after the store has the bytes; if the row cannot be
     written the objects are deleted again, so neither side is left orphaned.
@@ -46,27 +51,74 @@ def create_attachment(
     upload.seek(0)
     kind = sniff(upload.read(SNIFF_BYTES))
     upload.seek(0)
-    with prepare(
-        upload, kind, voice_note=voice_note, strict=for_sending, images=for_sending
-    ) as prepared:
-        return _store(upload, kind, prepared, original_filename, sha256, message)
+    stored_key = new_object_key(kind.extension)
+    converting = wants(kind, upload.size or 0, voice_note=voice_note, images=for_sending)
+    second = _second_reader(upload) if converting else None
+    written = _WRITES.submit(_write_original, stored_key, second) if second else None
+    stored = False
+    attachment: MessageAttachment | None = None
+    try:
+        with prepare(
+            upload, kind, voice_note=voice_note, strict=for_sending, images=for_sending
+        ) as prepared:
+            if written is None:
+                _write_original(stored_key, upload)
+            else:
+                written.result()
+            stored = True
+            attachment = _record(
+                upload, kind, prepared, stored_key, original_filename, sha256, message
+            )
+            if media_settings().WARM_ON_UPLOAD:
+                warm(attachment, upload, prepared.path)
+            return attachment
+    except BaseException:
+        if written is not None and not stored:
+            stored = not written.cancel() and written.exception() is None
+        if stored and attachment is None:
+            _delete_quietly(stored_key)  # refused or failed after the upload was stored
+        raise
+    finally:
+        if second is not None:
+            second.close()
 
 
-def _store(
+# The upload's own store write runs here while its conversion runs in a worker process.
+_WRITES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-write")
+
+
+def _second_reader(upload: File) -> BinaryIO | None:
+    """A handle on the upload's bytes of its own, so the store write and the conversion
+    each read at their own pace: its temporary file opened again, or a copy of the bytes
+    Django holds in memory (at most FILE_UPLOAD_MAX_MEMORY_SIZE). None: read it in turn."""
+    path = getattr(upload, "temporary_file_path", None)
+    if callable(path):
+        return open(path(), "rb")  # closed by create_attachment
+    held = getattr(upload, "file", None)
+    if isinstance(held, io.BytesIO):
+        return io.BytesIO(held.getbuffer())
+    return None
+
+
+def _write_original(stored_key: str, fileobj) -> None:
+    try:
+        fileobj.seek(0)
+        get_engine().store.write(stored_key, fileobj)
+    except Exception as exc:
+        logger.error("[CHAT] store write failed for %s: %r", stored_key, exc)
+        raise StoreWriteFailed(str(exc)) from exc
+
+
+def _record(
     upload: File,
     kind: SniffedType,
     prepared: Prepared,
+    stored_key: str,
     original_filename: str,
     sha256: str,
     message,
 ) -> MessageAttachment:
-    stored_key = new_object_key(kind.extension)
-    try:
-        upload.seek(0)
-        get_engine().store.write(stored_key, upload)
-    except Exception as exc:
-        logger.error("[CHAT] store write failed for %s: %r", stored_key, exc)
-        raise StoreWriteFailed(str(exc)) from exc
+    """Store the variant beside the stored upload, then save the row (or delete both)."""
     try:
         variant_key = store_variant(stored_key, prepared)
     except StoreWriteFailed:
@@ -85,7 +137,6 @@ def _store(
         attachment.save()
     except DatabaseError:
         logger.error("[CHAT] database write failed, removing stored object %s", stored_key)
-        _delete_quietly(stored_key)
         if variant_key and variant_key != stored_key:
             _delete_quietly(variant_key)
         raise
@@ -100,8 +151,6 @@ def _store(
         else "",
         attachment.short_url,
     )
-    if media_settings().WARM_ON_UPLOAD:
-        warm(attachment, upload, prepared.path)
     return attachment
 
 

@@ -74,6 +74,10 @@ class MediaSettings:
     VOICE_PLAY_BUTTON_BYTES: int = 512 * 1024
     TRANSCODE_TIMEOUT: float = 60.0
     TRANSCODE_NICE: int = 10
+    # Long-lived conversion processes per web process (mediacache.media.pool), started
+    # at the first conversion; one whose memory passes TRANSCODE_MAX_MEMORY is killed.
+    TRANSCODE_WORKERS: int = 2
+    TRANSCODE_MAX_MEMORY: int = 1024 * 1024 * 1024
     IMAGE_MAX_BYTES: int = 5 * 1024 * 1024
     IMAGE_MAX_SIDE: int = 4096
     VIDEO_MAX_BYTES: int = 16 * 1024 * 1024

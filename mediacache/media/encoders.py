@@ -1,5 +1,7 @@
 """The conversions themselves, run in a child process: ``python -m mediacache.media.encoders
-<command> ...`` prints one JSON line (see :mod:`mediacache.media.transcode`).
+<command> ...`` prints one JSON line, and ``python -m mediacache.media.encoders --serve``
+stays up and answers one JSON line per request line on its stdin: the long-lived
+workers of :mod:`mediacache.media.pool`.
 
 PyAV for audio and video, Pillow (+ pillow-heif for HEIC) for images. Nothing of
 Django or the engine is imported here, so a child starts as fast as Python does.
@@ -14,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -217,8 +220,8 @@ def _probe(in_path: str) -> dict[str, Any]:
         return {"ok": False, "error": f"not a readable media file: {exc}"}
 
 
-def main(argv: list[str]) -> int:
-    _lower_priority(int(os.environ.get(NICE_ENV) or 0))
+def run(argv: list[str]) -> dict[str, Any]:
+    """One command (``voice``, ``image``, ``probe``) with its arguments: its JSON-able result."""
     command, *args = argv
     if command == "voice":
         in_path, out_path, rate, bitrate, *flags = args
@@ -231,7 +234,68 @@ def main(argv: list[str]) -> int:
     else:
         result = {"ok": False, "error": f"unknown command {command!r}"}
     result["nice"] = os.nice(0)  # the priority it ran at, for the logs and the tests
-    sys.stdout.write(json.dumps(result) + "\n")
+    return result
+
+
+def main(argv: list[str]) -> int:
+    _lower_priority(int(os.environ.get(NICE_ENV) or 0))
+    if argv[:1] == ["--serve"]:
+        return serve()
+    sys.stdout.write(json.dumps(run(argv)) + "\n")
+    return 0
+
+
+def serve() -> int:
+    """Answer requests until stdin closes: one JSON list of arguments in, one JSON object out.
+
+    The protocol has the process's real stdout to itself (anything else that prints,
+    a library included, goes to stderr). An exception no command handles ends the
+    process after its answer (``crash``: the exception's last line), so a worker whose
+    state is unknown never takes another job. Each answer carries the process's
+    resident memory (``rss``) so the pool can retire a worker that kept too much.
+    """
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    with contextlib.suppress(ImportError):  # missing: the job says so, as a one-shot child does
+        import av  # noqa: F401 - imported once here rather than in the first job
+        from PIL import Image  # noqa: F401
+
+    _exit_with_parent(os.getppid())
+    answers.write(json.dumps({"ready": True, "pid": os.getpid(), "nice": os.nice(0)}) + "\n")
+    for line in sys.stdin:
+        try:
+            result = run(json.loads(line))
+        except Exception as exc:
+            last = traceback.format_exception_only(exc)[-1].strip()
+            answers.write(json.dumps({"ok": False, "crash": last}) + "\n")
+            return 1
+        result["rss"] = _rss_bytes()
+        answers.write(json.dumps(result) + "\n")
+    return 0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the web process that started it is gone, even mid-job
+    (stdin's end is only seen between jobs)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
 
 

@@ -1,27 +1,24 @@
 """WhatsApp-ready variants: voice notes as Ogg Opus, images as JPEG, and a video probe.
 
-The work itself runs in a child process (:mod:`mediacache.media.encoders`), started
-per file with a time limit: a hostile or broken file can hang or crash the child,
-never the server, and the child's memory is returned when it exits. The parent only
-reads the one JSON line the child prints.
+The work itself runs in a separate process (:mod:`mediacache.media.encoders`), one of
+the long-lived workers of :mod:`mediacache.media.pool`, with a time limit and a memory
+limit: a hostile or broken file can hang, crash or bloat that worker -- which is then
+killed and replaced -- never the server. The caller only reads the one JSON line the
+worker answers.
 
-``av`` and ``Pillow`` are imported only in the child, so the engine package imports
+``av`` and ``Pillow`` are imported only in the workers, so the engine package imports
 fine without them (they come with the service's ``[service]`` extra).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mediacache.core.settings import media_settings
-from mediacache.media.encoders import NICE_ENV
+from mediacache.media import pool
 from mediacache.media.types import (
     AUDIO_TYPE_OF_CONTAINER,
     IMAGE_TYPES_NEEDING_JPEG,
@@ -102,32 +99,21 @@ def without_paths(text: str, names: Mapping[str, str]) -> str:
 
 
 def run_child(args: list[str], timeout: float, names: Mapping[str, str] | None = None) -> Outcome:
-    """Run one command in a child process; TranscodeError on failure, timeout or crash.
+    """Run one command in a conversion worker; TranscodeError on failure, timeout or crash.
 
     ``names``: path -> what to call it in an error (the upload's own name, or "the
     file"); no error carries a server path.
     """
-    command = [sys.executable, "-m", "mediacache.media.encoders", *args]
-    nice = str(media_settings().TRANSCODE_NICE)
+    settings = media_settings()
+    config = pool.PoolConfig(
+        size=max(1, settings.TRANSCODE_WORKERS),
+        nice=settings.TRANSCODE_NICE,
+        max_memory=settings.TRANSCODE_MAX_MEMORY,
+    )
     try:
-        done = subprocess.run(  # noqa: S603 - our own module, arguments are file paths
-            command,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", NICE_ENV: nice},
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TranscodeError(f"conversion took longer than {timeout:g} s and was stopped") from exc
-    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
-    try:
-        data = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        reason = without_paths(tail[0], names or {})[:300]
-        raise TranscodeError(f"converter crashed (exit {done.returncode}): {reason}")
+        data = pool.get_pool(config).run(args, timeout)
+    except pool.WorkerLost as exc:
+        raise TranscodeError(without_paths(exc.reason, names or {})[:300]) from exc
     if not data.get("ok"):
         raise TranscodeError(
             without_paths(str(data.get("error") or "conversion failed"), names or {})

@@ -7,9 +7,12 @@
 * Images over ``IMAGE_MAX_BYTES`` or in a type WhatsApp does not show inline (HEIC,
   WebP, TIFF, BMP) -> JPEG within the limit.
 * Video -> probed only (container and codecs kept in ``media_info``), so sending can
-  say why it cannot go as video.
+  say why it cannot go as video. An MP4 of H.264 (+ AAC), WhatsApp's own video format,
+  is read from its headers in this process (:mod:`mediacache.media.headers`); any other
+  video is probed by a worker.
 
-The conversion runs in a child process with a time limit (:mod:`mediacache.media.transcode`).
+The conversion runs in a long-lived worker process with a time limit
+(:mod:`mediacache.media.transcode`, :mod:`mediacache.media.pool`).
 This module works on the bytes at hand (an upload, or a stored object opened for
 reading) and knows no model: :mod:`mediacache.variants` stores what it prepares and
 records it on the registered model's row.
@@ -32,7 +35,7 @@ from typing import Any
 from django.core.files.base import File
 
 from mediacache.core.settings import media_settings
-from mediacache.media import transcode
+from mediacache.media import headers, transcode
 from mediacache.media.transcode import TranscodeError
 from mediacache.media.types import (
     AUDIO_TYPE_OF_CONTAINER,
@@ -173,6 +176,11 @@ def prepare(
         yield Prepared()
         return
     action, required = plan
+    if action in ("voice-or-video", "probe"):
+        seen = headers.mp4_video(upload)
+        if seen is not None:  # H.264 (+ AAC) in MP4: WhatsApp's video, stored as is
+            yield Prepared(media_info=seen)
+            return
     workdir = tempfile.mkdtemp(prefix="mediacache-variant-")
     try:
         name = os.path.basename(upload.name or "") or transcode.THE_FILE

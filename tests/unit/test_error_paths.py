@@ -70,3 +70,5 @@ def test_child_errors_and_crashes_come_back_without_paths(tmp_path, monkeypatch)
 class _Settings:
     TRANSCODE_NICE = 0
     TRANSCODE_TIMEOUT = 30.0
+    TRANSCODE_WORKERS = 1
+    TRANSCODE_MAX_MEMORY = 2**30
