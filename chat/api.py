@@ -66,6 +66,9 @@ class AttachmentOut(Schema):
     original_url: str | None  # the upload as it came, always
     duration_seconds: float | None  # audio only
     waveform: list[int] | None  # audio only: 64 values 0-100
+    # A large voice note's variant is being made by a worker (VOICE_BACKGROUND_BYTES);
+    # short_url serves the upload as it came until then, and a send waits for it.
+    variant_pending: bool
 
     @staticmethod
     def resolve_variant_mime_type(attachment: MessageAttachment) -> str | None:

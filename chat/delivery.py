@@ -107,6 +107,8 @@ def deliver(message_id: int) -> str:
     attachment = message.attachments.first()
     if attachment is None:
         return _finish(message, Message.Status.FAILED, "the message has no attachment")
+    if attachment.variant_pending:
+        return _wait_for_variant(message)
     try:
         client = shared_evolution_client()
     except GatewayNotConfigured as exc:
@@ -139,6 +141,34 @@ def deliver(message_id: int) -> str:
             "made). Action: check the chat in WhatsApp before re-sending.",
         )
     return _record_sent(message, result.message_id)
+
+
+VARIANT_POLL = timedelta(seconds=1)
+
+
+def _wait_for_variant(message: Message) -> str:
+    """The voice note's variant is still being made: back to ``queued`` (this was not an
+    attempt), to look again shortly, until the send deadline."""
+    from .tasks import enqueue_send
+
+    now = timezone.now()
+    if message.send_deadline is not None and now >= message.send_deadline:
+        return _finish(
+            message,
+            Message.Status.FAILED,
+            "the voice note's conversion did not finish before the send deadline. "
+            "Action: check the worker's log, then re-send.",
+        )
+    when = now + VARIANT_POLL
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        next_attempt_at=when,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+    enqueue_send(message.pk, run_after=when)
+    return "waiting"
 
 
 def _not_claimed(message_id: int) -> str:

@@ -193,6 +193,9 @@ class MessageAttachment(ShortLinkMixin, models.Model):
     waveform = models.JSONField(null=True, blank=True)
     # What the decoder saw (container, audio/video codecs, size): decides "sendable as video".
     media_info = models.JSONField(null=True, blank=True)
+    # A large voice note stored as it came while a worker makes its variant
+    # (VOICE_BACKGROUND_BYTES): a send waits for it; /media/{hash} serves the upload till then.
+    variant_pending = models.BooleanField(default=False)
     # media_hash and short_url come from ShortLinkMixin, shaped as existing deployments
     # have them (DESIGN.md); save() fills them and the expiry.
     media_expires_field = "expires_at"

@@ -7,6 +7,8 @@ start and every WORKER_RECOVERY_INTERVAL seconds (``manage.py run_worker``).
 * ``queued`` and due for longer than a grace period, or a webhook event still pending:
   its task was lost (the queue was down at enqueue time, or a worker died holding the
   job): enqueued again; the task's claim makes a duplicate harmless.
+* a large voice note whose variant is still pending after the grace period: its task was
+  lost too; enqueued again (the row is updated only while it has no variant).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Message, WebhookEvent
+from .models import Message, MessageAttachment, WebhookEvent
 
 logger = logging.getLogger("chat")
 
@@ -29,7 +31,7 @@ UNKNOWN_AFTER_CRASH = (
 
 
 def recover(now=None) -> dict[str, int]:
-    from .tasks import enqueue_event, enqueue_send
+    from .tasks import build_variant, enqueue_after_commit, enqueue_event, enqueue_send
 
     now = now or timezone.now()
     stalled = Message.objects.filter(
@@ -68,11 +70,19 @@ def recover(now=None) -> dict[str, int]:
     )
     for event_id in events:
         enqueue_event(event_id)
+    variants = list(
+        MessageAttachment.objects.filter(
+            variant_pending=True, created_at__lt=now - GRACE
+        ).values_list("pk", flat=True)[:100]
+    )
+    for attachment_id in variants:
+        enqueue_after_commit(build_variant, attachment_id)
     counts = {
         "requeued": requeued,
         "unknown": unknown,
         "reenqueued": len(resent),
         "events_reenqueued": len(events),
+        "variants_reenqueued": len(variants),
     }
     if any(counts.values()):
         logger.warning("[CHAT] recovery: %s", counts)

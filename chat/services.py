@@ -8,8 +8,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from django.conf import settings
 from django.core.files.base import File
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from mediacache.core.hashes import original_key
 from mediacache.core.settings import media_settings
@@ -53,6 +54,10 @@ def create_attachment(
     upload.seek(0)
     stored_key = new_object_key(kind.extension)
     converting = wants(kind, upload.size or 0, voice_note=voice_note, images=for_sending)
+    if for_sending and _in_background(converting, upload.size or 0):
+        return _store_for_background_variant(
+            upload, kind, stored_key, original_filename, sha256, message
+        )
     second = _second_reader(upload) if converting else None
     written = _WRITES.submit(_write_original, stored_key, second) if second else None
     stored = False
@@ -152,6 +157,75 @@ def _record(
         attachment.short_url,
     )
     return attachment
+
+
+def _in_background(converting: tuple[str, bool] | None, size: int) -> bool:
+    threshold = settings.VOICE_BACKGROUND_BYTES
+    voice = converting is not None and converting[0] in ("voice", "voice-or-video")
+    return bool(voice and threshold and size > threshold)
+
+
+def _store_for_background_variant(
+    upload: File,
+    kind: SniffedType,
+    stored_key: str,
+    original_filename: str,
+    sha256: str,
+    message,
+) -> MessageAttachment:
+    """A large voice note: stored and recorded as it came, answered at once; its variant
+    is made by a worker (chat.tasks.build_variant), which the send waits for."""
+    from .tasks import build_variant as build_variant_task
+    from .tasks import enqueue_after_commit
+
+    _write_original(stored_key, upload)
+    attachment = MessageAttachment(
+        message=message,
+        original_filename=original_filename[:255],
+        size=upload.size,
+        sha256=sha256,
+        mime_type=kind.mime_type,
+        variant_pending=True,
+    )
+    attachment.file.name = stored_key
+    try:
+        with transaction.atomic():
+            attachment.save()
+            enqueue_after_commit(build_variant_task, attachment.pk)
+    except DatabaseError:
+        logger.error("[CHAT] database write failed, removing stored object %s", stored_key)
+        _delete_quietly(stored_key)
+        raise
+    logger.info(
+        "[CHAT] stored %s as %s (%s, %d B; variant queued) -> %s",
+        stored_key,
+        attachment.media_hash,
+        attachment.mime_type,
+        attachment.size,
+        attachment.short_url,
+    )
+    return attachment
+
+
+def build_pending_variant(attachment_id: int) -> str:
+    """The worker's half of a large voice note: its variant, exactly as the backfill
+    makes one (:class:`mediacache.variants.VariantBackfill`); then sends may go. A variant
+    that cannot be made leaves the upload as it came (the reason in ``media_info``)."""
+    from mediacache.variants import VariantBackfill
+
+    row = MessageAttachment.objects.filter(pk=attachment_id, variant_pending=True).first()
+    if row is None:
+        return "skipped"
+    try:
+        outcome = VariantBackfill.from_settings().build(row)
+    except StoreWriteFailed:
+        raise  # the task fails; recovery enqueues it again while the row is pending
+    except Exception as exc:
+        logger.exception("[CHAT] variant of attachment %s failed: %r", attachment_id, exc)
+        outcome = "error"
+    MessageAttachment.objects.filter(pk=attachment_id).update(variant_pending=False)
+    logger.info("[CHAT] variant of attachment %s: %s", attachment_id, outcome)
+    return outcome
 
 
 def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:

@@ -39,6 +39,14 @@ def process_webhook_event(event_id: int) -> str:
 
 
 @task()
+def build_variant(attachment_id: int) -> str:
+    """The Ogg Opus variant of a large voice note uploaded without one."""
+    from .services import build_pending_variant
+
+    return build_pending_variant(attachment_id)
+
+
+@task()
 def recover_stalled() -> dict[str, int]:
     from .recovery import recover
 

@@ -576,8 +576,9 @@ def test_the_kit_trusts_only_private_proxies():
 
 
 def test_the_task_worker_runs_beside_the_web_with_the_same_settings():
-    """A worker Deployment runs scripts/worker.sh (`manage.py run_worker`) from the same image, ConfigMap and
-    Secret keys as the web one (a send needs the database, the store and Evolution's key)."""
+    """A worker Deployment runs scripts/worker.sh (`manage.py run_worker`) from the same
+    image, ConfigMap and Secret keys as the web one (a send needs the database, the store
+    and Evolution's key)."""
     worker = next(d for d in k8s("Deployment") if d["metadata"]["name"] == "mediacache-worker")
     pod = worker["spec"]["template"]["spec"]
     (container,) = pod["containers"]
