@@ -9,8 +9,8 @@
   with a 9.5 KB voice note inline, POSTed one after another on a keep-alive connection:
   what Evolution's webhook sender waits for (validate, store, enqueue).
 
-Both on the bench's embedded database (SQLite, as ``make run``), so the figures are a
-floor for PostgreSQL, where writers do not take turns.
+On the bench's embedded database (SQLite, as ``make run``) unless ``--database-url``
+names a PostgreSQL database, as production runs.
 """
 
 from __future__ import annotations
@@ -163,15 +163,9 @@ async def send_all(base: str, api_key: str, ids: list[int], *, clients: int) -> 
 
 def wait_sent(stack: Stack, attachment_ids: list[int], *, timeout: float) -> None:
     """Until every message of these attachments is ``sent`` (read from the database)."""
-    path = stack.database_url.removeprefix("sqlite:///")
-    marks = ",".join("?" * len(attachment_ids))
-    join = "chat_message m JOIN chat_messageattachment a ON a.message_id = m.id"
-    where = f"a.id IN ({marks})"  # only "?" placeholders
-    query = f"SELECT m.status, COUNT(*) FROM {join} WHERE {where} GROUP BY m.status"  # noqa: S608
     deadline = time.monotonic() + timeout
     while True:
-        with closing(sqlite3.connect(path, timeout=30)) as db:
-            counts = dict(db.execute(query, attachment_ids).fetchall())
+        counts = status_counts(stack.database_url, attachment_ids)
         if counts.get("sent", 0) == len(attachment_ids):
             return
         if set(counts) - {"queued", "sending", "sent"}:
@@ -179,6 +173,21 @@ def wait_sent(stack: Stack, attachment_ids: list[int], *, timeout: float) -> Non
         if time.monotonic() > deadline:
             raise RuntimeError(f"not all sent after {timeout} s: {counts}")
         time.sleep(0.05)
+
+
+def status_counts(database_url: str, attachment_ids: list[int]) -> dict[str, int]:
+    """Messages of these attachments by status, straight from the bench's database."""
+    join = "chat_message m JOIN chat_messageattachment a ON a.message_id = m.id"
+    if database_url.startswith("sqlite:///"):
+        where = f"a.id IN ({','.join('?' * len(attachment_ids))})"  # placeholders only
+        query = f"SELECT m.status, COUNT(*) FROM {join} WHERE {where} GROUP BY m.status"  # noqa: S608
+        with closing(sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)) as db:
+            return dict(db.execute(query, attachment_ids).fetchall())
+    import psycopg
+
+    query = f"SELECT m.status, COUNT(*) FROM {join} WHERE a.id = ANY(%s) GROUP BY m.status"  # noqa: S608
+    with psycopg.connect(database_url) as db:
+        return dict(db.execute(query, (attachment_ids,)).fetchall())
 
 
 def receipts_payloads(double: Any, count: int) -> list[dict[str, Any]]:
