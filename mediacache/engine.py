@@ -169,14 +169,15 @@ class Engine:
 
         This process's L1 at once; Redis, and through its invalidation channel
         every other process's L1, when Redis is configured; the shared cache in front
-        (``EDGE_PURGE``) from a thread of its own, so the caller never waits for it.
+        (``EDGE_PURGE``) from a thread of its own, so the caller never waits for it --
+        handed over after Redis holds the tombstone, so an edge refilling at once finds
+        the object gone.
         """
         self.l1.invalidate(media_hash)
+        forgotten = True if self.writer is None else self.writer.delete(media_hash)
         if self.edge is not None:
             self.edge.submit(media_hash)
-        if self.writer is not None:
-            return self.writer.delete(media_hash)
-        return True
+        return forgotten
 
     def refresh(self, media_hash: str) -> bool:
         """Drop the cached copy of a link whose bytes changed (a variant was built), so the
@@ -184,11 +185,10 @@ class Engine:
         False if Redis failed (its copy then lives out its TTL). The edge is purged too:
         it would serve the old bytes under the same link until its s-maxage."""
         self.l1.invalidate(media_hash)
+        forgotten = True if self.writer is None else self.writer.forget(media_hash)
         if self.edge is not None:
             self.edge.submit(media_hash)
-        if self.writer is not None:
-            return self.writer.forget(media_hash)
-        return True
+        return forgotten
 
 
 _engine: Engine | None = None
