@@ -9,7 +9,6 @@
 vcl 4.1;
 
 import directors;
-import std;
 import xkey;
 
 include "replicas.vcl";
@@ -33,12 +32,10 @@ sub vcl_recv {
         }
         return (purge);
     }
-    # One URL to one replica (vmod directors' hash): its L1 holds what it is asked for.
     if (req.url ~ "^/media/") {
         # Evolution appends ?timestamp=<ms>; the service ignores query strings, and so
         # must the cache key, or every fetch would be a miss.
         set req.url = regsub(req.url, "\?.*$", "");
-        set req.backend_hint = replicas.backend(req.url);
         if (req.method != "GET" && req.method != "HEAD") {
             return (pass);
         }
@@ -49,8 +46,13 @@ sub vcl_recv {
         return (hash);
     }
     # The API, the admin, /ops/, webhooks: never cached here.
-    set req.backend_hint = replicas.backend(req.url);
     return (pass);
+}
+
+sub vcl_backend_fetch {
+    # One URL to one replica (vmod directors' hash), so its L1 holds what it is asked
+    # for; chosen here, on the way to a replica, not for every hit.
+    set bereq.backend = replicas.backend(bereq.url);
 }
 
 sub vcl_backend_response {
