@@ -95,7 +95,25 @@ class Row:
 class EdgeLine:
     nginx: list[WrkResult] = field(default_factory=list)
     varnish: list[WrkResult] = field(default_factory=list)
+    # CPU microseconds each server spent per answer, per round: what the neighbours'
+    # load on a shared machine changes least.
+    nginx_cpu_us: list[float] = field(default_factory=list)
+    varnish_cpu_us: list[float] = field(default_factory=list)
     gone_ms: list[float] = field(default_factory=list)
+
+
+def cpu_seconds(proc: Proc) -> float:
+    """User + system CPU of a process and its children (nginx's workers, Varnish's child)."""
+    import psutil
+
+    total = 0.0
+    for pid in set(proc.tree_pids()):
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -449,13 +467,18 @@ def measure_edge(
     if httpx.get(f"http://127.0.0.1:{varnish.port}{path}").headers.get("x-edge") != "HIT":
         raise RuntimeError("the edge does not keep the object")
     for round_ in range(args.rounds):
-        for label, proc, results in (
-            ("nginx", static, edge.nginx),
-            ("varnish", varnish, edge.varnish),
+        for label, proc, results, cpu in (
+            ("nginx", static, edge.nginx, edge.nginx_cpu_us),
+            ("varnish", varnish, edge.varnish, edge.varnish_cpu_us),
         ):
+            before = cpu_seconds(proc)
             result = wrk(f"http://127.0.0.1:{proc.port}{path}", args.seconds)
+            cpu.append((cpu_seconds(proc) - before) / result.requests * 1e6)
             results.append(result)
-            say(f"edge round {round_ + 1} {label}: {result.rps:,.0f} req/s")
+            say(
+                f"edge round {round_ + 1} {label}: {result.rps:,.0f} req/s, "
+                f"{cpu[-1]:.1f} us CPU each"
+            )
     edge.gone_ms = edge_gone(
         stack, balancer, varnish, [body_for(9400, i, BODY_BYTES) for i in range(args.deletes)]
     )
@@ -510,17 +533,24 @@ def print_table(args: argparse.Namespace, rows: list[Row], edge: EdgeLine) -> No
             f"EDGE  the same 50 KB file, wrk -t2 -c16 -d{args.seconds}s, "
             f"{args.rounds} alternating round(s), best shown"
         )
-        edge_header = f"{'target':<40} {'req/s':>9} {'p99 ms':>7} {'x nginx':>8}  rounds"
+        edge_header = (
+            f"{'target':<40} {'req/s':>9} {'p99 ms':>7} {'x nginx':>8} {'CPU us/hit':>11}  rounds"
+        )
         print(edge_header)
         print("-" * len(edge_header))
-        for label, best, results in (
-            ("nginx static file from disk", best_nginx, edge.nginx),
-            ("Varnish hit (deploy/edge/mediacache.vcl)", best_varnish, edge.varnish),
+        for label, best, results, cpu in (
+            ("nginx static file from disk", best_nginx, edge.nginx, edge.nginx_cpu_us),
+            (
+                "Varnish hit (deploy/edge/mediacache.vcl)",
+                best_varnish,
+                edge.varnish,
+                edge.varnish_cpu_us,
+            ),
         ):
             rounds = " / ".join(f"{r.rps:,.0f}" for r in results)
             print(
                 f"{label:<40} {best.rps:>9,.0f} {best.p99_ms:>7.2f} "
-                f"{best.rps / best_nginx.rps:>8.1%}  {rounds}"
+                f"{best.rps / best_nginx.rps:>8.1%} {statistics.median(cpu):>11.1f}  {rounds}"
             )
         gone = edge.gone_ms
         print(
