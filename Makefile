@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PYTHON VENV
 
-.PHONY: run test test-unit test-host lint format install clean bench replay chaos dist
+.PHONY: run test test-unit test-host lint format install clean bench replay scale chaos dist
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	./scripts/bootstrap.sh
@@ -57,6 +57,14 @@ bench: install
 replay: install
 	./bench/install.sh
 	$(BIN)/python -m bench.replay $(REPLAY_ARGS)
+
+## Past one process: 2 replicas x 2 workers behind nginx (deploy/nginx/balancer.conf) and
+## Varnish (deploy/edge/), on PostgreSQL, moto S3 and a private Redis; one table (bench/scale.py).
+## SCALE_ARGS=--quick for a smoke run; SCALE_ARGS="--database postgres://..." for another server.
+scale: install
+	./bench/install.sh
+	$(BIN)/python scripts/ensure_test_services.py
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 ## Faults under load: private PostgreSQL, Redis and S3 broken and restored while a load
 ## generator checks every byte; prints one table (chaos/README.md). SOAK=600 for 10 minutes.

@@ -586,9 +586,14 @@ class WrkResult:
     other_cores: float = 0.0
 
 
-def run_wrk(url: str, *, threads: int, connections: int, seconds: int) -> WrkResult:
-    """One bounded wrk run; latency percentiles from ``--latency``."""
+def run_wrk(
+    url: str, *, threads: int, connections: int, seconds: int, script: Path | None = None
+) -> WrkResult:
+    """One bounded wrk run; latency percentiles from ``--latency``; ``script``: a Lua
+    file that picks each request (several paths, as bench/scale.py uses)."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        argv[1:1] = ["-s", str(script)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     out = done.stdout
     if done.returncode != 0 or "Requests/sec" not in out:

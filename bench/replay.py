@@ -14,6 +14,11 @@ bench/seed.py). For each budget a fresh redis-server runs with ``maxmemory`` and
 storing when ``MEDIA_WARM_ON_UPLOAD`` is on (``chat.services.warm``: the bytes go
 to Redis). ``--no-warm`` replays without it: the Evolution fetch is then a miss.
 S3 GETs are counted at the S3 endpoint (moto's recorder).
+
+Then the same day over several replicas (``--l1-replicas``, 2): the L1 hit rate with
+random against consistent-hash routing, simulated with one LRU per worker of the
+configured size and lifetime fed the replayed request stream (bench/l1sim.py);
+``--l1-only`` runs just that, in seconds, with no service.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from bench.infra import (
     start_service,
     terminate_on_signals,
 )
+from bench.l1sim import L1Result, l1_table, simulate
 
 DAY = 86_400.0
 SEED = 7000
@@ -94,6 +100,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-warm", dest="warm", action="store_false", help="no warm on upload")
     parser.add_argument("--seed", type=int, default=SEED, help="random seed of the workload")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--l1-replicas", type=int, default=2, help="replicas simulated (2)")
+    parser.add_argument(
+        "--l1-bytes", type=int, default=64 * 2**20, help="MEDIA_L1_BYTES per worker (64 MiB)"
+    )
+    parser.add_argument(
+        "--l1-ttls",
+        default="60,600,86400",
+        help="MEDIA_L1_TTL values simulated, s (60: the default with Redis)",
+    )
+    parser.add_argument(
+        "--l1-only", action="store_true", help="only the L1 routing simulation (no service)"
+    )
     return parser.parse_args(argv)
 
 
@@ -136,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.notes, args.budgets = 600, "4,16"
     budgets = [int(b) for b in args.budgets.split(",") if b]
+    if args.l1_only:
+        notes = synthetic_notes(args)
+        day = build_day(notes, args.refetch, args.zipf, random.Random(args.seed))  # type: ignore[arg-type]
+        print_l1(args, notes, day)
+        return 0
     work = Path(tempfile.mkdtemp(prefix="mediacache-replay-"))
     procs = Processes(work)
     results: list[BudgetResult] = []
@@ -161,8 +184,47 @@ def main(argv: list[str] | None = None) -> int:
         procs.close()
         shutil.rmtree(work, ignore_errors=True)
     print_table(args, notes, day, results)
+    print_l1(args, notes, day)
     say(f"done in {time.monotonic() - started:.0f} s")
     return 0
+
+
+@dataclass(frozen=True)
+class SyntheticNote:
+    media_hash: str
+    size: int
+
+
+def synthetic_notes(args: argparse.Namespace) -> list[SyntheticNote]:
+    """The sizes and hashes the seeded day would have, without storing anything."""
+    rng = random.Random(args.seed)
+    return [
+        SyntheticNote(
+            f"{rng.getrandbits(128):032x}"[:22], rng.randint(args.min_kb, args.max_kb) * 1000
+        )
+        for _ in range(args.notes)
+    ]
+
+
+def print_l1(args: argparse.Namespace, notes, day: list[Event]) -> None:
+    """The day over ``--l1-replicas`` replicas: random vs consistent routing, 1 and 2 workers."""
+    ttls = [float(t) for t in args.l1_ttls.split(",") if t]
+    results: list[L1Result] = []
+    for ttl in ttls:
+        for workers in (1, 2):
+            for routing in ("random", "consistent"):
+                results.append(
+                    simulate(
+                        notes, day, routing=routing, replicas=args.l1_replicas, workers=workers,
+                        l1_bytes=args.l1_bytes, l1_ttl=ttl, warm=args.warm, seed=args.seed,
+                    )
+                )  # fmt: skip
+    print()
+    for i, ttl in enumerate(ttls):
+        block = results[i * 4 : i * 4 + 4]
+        for line in l1_table(block, args.l1_bytes, ttl):
+            print(line)
+        print()
 
 
 def replay_budget(

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core import checks
 
-from mediacache.core.settings import unknown_keys
+from mediacache.core.settings import media_settings, unknown_keys
+from mediacache.edge import config_problems
 
 
 @checks.register("mediacache")
@@ -19,3 +20,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             checks.Error(f"MEDIACACHE[{key!r}] is not a setting", hint=hint, id="mediacache.E004")
         )
     return errors
+
+
+@checks.register("mediacache")
+def check_edge(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A purge hook that cannot work would leave deleted objects at the edge: say so at
+    start-up rather than at the first delete."""
+    try:
+        problems = config_problems(media_settings())
+    except TypeError:  # a bad MEDIACACHE key: check_settings names it
+        return []
+    return [
+        checks.Error(problem, hint="See the README's edge section.", id="mediacache.E005")
+        for problem in problems
+    ]

@@ -19,6 +19,7 @@ from django.utils.module_loading import import_string
 from mediacache.core.headers import build_cached
 from mediacache.core.objects import CachedMedia, MediaObject
 from mediacache.core.settings import MediaSettings
+from mediacache.edge import EdgePurgeHook, edge_hook_for
 from mediacache.observability.timeseries import FileSeries, RedisSeries, default_stats_file
 from mediacache.store import ObjectStore, store_for
 from mediacache.tiers.lookup import MediaService, Resolver
@@ -92,6 +93,17 @@ class Engine:
             return FileSeries(default_stats_file(django_settings.DATABASES.get("default", {})))
         return RedisSeries(self.writer.client)
 
+    @cached_property
+    def edge(self) -> EdgePurgeHook | None:
+        """The purge of the shared cache in front (``EDGE_PURGE``), or None. Bad
+        ``EDGE_*`` settings turn it off with an error here (and in the system check),
+        never a failed delete."""
+        try:
+            return edge_hook_for(self.settings)
+        except ValueError as exc:
+            logger.error("[MEDIA EDGE] purges off: %s", exc)
+            return None
+
     def redis_used_memory(self) -> int | None:
         if self.writer is None:
             return None
@@ -156,21 +168,27 @@ class Engine:
         """Forget an object in every tier, in every process. False if Redis failed.
 
         This process's L1 at once; Redis, and through its invalidation channel
-        every other process's L1, when Redis is configured.
+        every other process's L1, when Redis is configured; the shared cache in front
+        (``EDGE_PURGE``) from a thread of its own, so the caller never waits for it --
+        handed over after Redis holds the tombstone, so an edge refilling at once finds
+        the object gone.
         """
         self.l1.invalidate(media_hash)
-        if self.writer is not None:
-            return self.writer.delete(media_hash)
-        return True
+        forgotten = True if self.writer is None else self.writer.delete(media_hash)
+        if self.edge is not None:
+            self.edge.submit(media_hash)
+        return forgotten
 
     def refresh(self, media_hash: str) -> bool:
         """Drop the cached copy of a link whose bytes changed (a variant was built), so the
         next request reads the store; unlike :meth:`purge` no 404 is remembered.
-        False if Redis failed (its copy then lives out its TTL)."""
+        False if Redis failed (its copy then lives out its TTL). The edge is purged too:
+        it would serve the old bytes under the same link until its s-maxage."""
         self.l1.invalidate(media_hash)
-        if self.writer is not None:
-            return self.writer.forget(media_hash)
-        return True
+        forgotten = True if self.writer is None else self.writer.forget(media_hash)
+        if self.edge is not None:
+            self.edge.submit(media_hash)
+        return forgotten
 
 
 _engine: Engine | None = None

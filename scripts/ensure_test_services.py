@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Make sure the PostgreSQL and Redis the tests use are answering, and Chromium and nginx
-are there.
+"""Make sure the PostgreSQL and Redis the tests use are answering, and Chromium, nginx and
+Varnish (with vmod-xkey) are there.
 
 Used by `make test`. Reads TEST_DATABASE_URL and TEST_REDIS_URL (defaults on
 127.0.0.1). For a local address that does not answer it starts the server the
@@ -25,6 +25,8 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
 LOCAL = {"127.0.0.1", "localhost", "::1"}
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright drives it (never downloads one)
 NGINX = "/usr/sbin/nginx"  # Debian's nginx-light: the reverse proxy of tests/test_proxy.py
+VARNISHD = "/usr/sbin/varnishd"  # Debian's varnish: the edge of tests/test_varnish_edge.py
+XKEY_VMODS = "/usr/lib/*/varnish/vmods/libvmod_xkey.so"  # from Debian's varnish-modules
 
 
 def say(message: str) -> None:
@@ -133,6 +135,13 @@ def main() -> int:
         say("nginx is needed as the reverse proxy of the proxy tests; installing it (apt-get)")
         if not apt_install("nginx-light"):
             problems.append(f"{NGINX} missing (proxy tests): apt-get install nginx-light, as root")
+    if not os.path.exists(VARNISHD) or not glob.glob(XKEY_VMODS):
+        say("Varnish with vmod-xkey is needed as the edge of the edge tests; installing it")
+        if not apt_install("varnish", "varnish-modules"):
+            problems.append(
+                f"{VARNISHD} or vmod-xkey missing (edge tests): "
+                "apt-get install varnish varnish-modules, as root"
+            )
     if problems:
         for problem in problems:
             say(f"PROBLEM: {problem}")

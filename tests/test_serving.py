@@ -52,8 +52,10 @@ def test_response_headers(voice, voice_note):
     assert response.headers["accept-ranges"] == "bytes"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-disposition"].startswith("inline")
-    max_age = int(response.headers["cache-control"].removeprefix("public, max-age="))
-    assert 0 < max_age <= 7 * 24 * 3600
+    public, max_age, s_maxage = response.headers["cache-control"].split(", ")
+    assert public == "public"
+    assert 0 < int(max_age.removeprefix("max-age=")) <= 7 * 24 * 3600
+    assert 0 < int(s_maxage.removeprefix("s-maxage=")) <= 3600
 
 
 def test_head_has_headers_and_no_body(voice, voice_note):

@@ -7,6 +7,7 @@ import unicodedata
 from email.utils import formatdate
 from urllib.parse import quote
 
+from mediacache.core.hashes import split_media_key
 from mediacache.core.objects import CachedMedia, MediaObject
 
 # Types a browser renders as a document or runs: never served as themselves.
@@ -90,6 +91,75 @@ def validator_headers(obj: MediaObject) -> list[tuple[bytes, bytes]]:
     return validators
 
 
+def edge_tag(media_key: str) -> str:
+    """The shared caches' tag of one object: ``media-<hash>`` for ``/media/<hash>`` (and
+    its ``.ext`` forms), ``media-<hash>.original`` for ``/media/<hash>/original``.
+
+    A hash never holds a dot, so no tag is another's. A purge names these tags
+    (``mediacache.edge``), which reach every URL form and query string the edge keyed
+    the object under. Some CDNs compare tags case-insensitively (Cloudflare): two
+    hashes that differ only in case then share a purge, which costs a miss, never a
+    stale byte.
+    """
+    media_hash, original = split_media_key(media_key)
+    return f"media-{media_hash}.original" if original else f"media-{media_hash}"
+
+
+def edge_headers(obj: MediaObject) -> list[tuple[bytes, bytes]]:
+    """The object's tag for shared caches: ``Surrogate-Key`` (Fastly, Varnish xkey) and
+    ``Cache-Tag`` (Cloudflare). Both are for the edge; the edge config strips them."""
+    tag = edge_tag(obj.media_hash).encode("ascii", "replace")
+    return [(b"surrogate-key", tag), (b"cache-tag", tag)]
+
+
+def is_immutable(media_key: str) -> bool:
+    """Whether the bytes under this link are final for as long as it lives.
+
+    ``/media/<hash>/original`` is the upload as it came: it never changes, it can only
+    go (a delete purges the edge; a browser keeps what it has until ``max-age`` either
+    way). ``/media/<hash>`` is not: it serves the upload until a WhatsApp-ready variant
+    is built for it later (``build_media_variants``), then the variant, under the same
+    link -- so it is revalidated (a cheap 304 while unchanged), never ``immutable``.
+    """
+    return split_media_key(media_key)[1]
+
+
+class CacheControl:
+    """``Cache-Control`` of a media answer: ``public, max-age=M, s-maxage=S``, plus
+    ``immutable`` where :func:`is_immutable` says so.
+
+    ``max-age`` (browsers, and the edge without ``s-maxage`` support) is at most
+    ``max_age`` (``CACHE_TTL``): nothing purges a browser. ``s-maxage`` (shared caches:
+    CDNs, Varnish) is at most ``edge_max_age`` (``EDGE_MAX_AGE``): a delete purges the
+    edge through ``mediacache.edge``, and this bounds how long a purge that failed
+    leaves an object there. Neither outlives the object. Most objects are further than
+    both from their expiry: their value is built once, here, not per request.
+    """
+
+    __slots__ = ("edge_max_age", "far", "far_immutable", "longest", "max_age")
+
+    def __init__(self, max_age: int, edge_max_age: int) -> None:
+        self.max_age = max(0, max_age)
+        self.edge_max_age = max(0, edge_max_age)
+        self.longest = max(self.max_age, self.edge_max_age)
+        self.far = self._format(self.max_age, self.edge_max_age, immutable=False)
+        self.far_immutable = self._format(self.max_age, self.edge_max_age, immutable=True)
+
+    @staticmethod
+    def _format(max_age: int, edge_max_age: int, *, immutable: bool) -> bytes:
+        value = b"public, max-age=%d, s-maxage=%d" % (max_age, edge_max_age)
+        return value + b", immutable" if immutable else value
+
+    def value(self, left: float, immutable: bool) -> bytes:
+        """For an object ``left`` seconds from its expiry (``inf``: kept forever)."""
+        if left >= self.longest:
+            return self.far_immutable if immutable else self.far
+        left = max(0.0, left)
+        return self._format(
+            int(min(self.max_age, left)), int(min(self.edge_max_age, left)), immutable=immutable
+        )
+
+
 def entity_headers(
     obj: MediaObject, validators: list[tuple[bytes, bytes]] | None = None
 ) -> list[tuple[bytes, bytes]]:
@@ -99,6 +169,7 @@ def entity_headers(
         *(validator_headers(obj) if validators is None else validators),
         (b"content-disposition", content_disposition(obj).encode("ascii")),
         *STATIC_HEADERS,
+        *edge_headers(obj),
     ]
 
 

@@ -67,6 +67,17 @@ class MediaSettings:
     # The L1-hit shortcut of mediacache.fastpath (only under its --http protocol):
     # False makes every request take the ASGI path, through the host's middleware.
     FAST_PATH: bool = True
+    # -- a shared cache in front (CDN, Varnish): how long it may keep an object (s-maxage),
+    # and the purge a delete sends it (mediacache.edge). EDGE_PURGE: "" (none),
+    # "cloudflare", "fastly", "cloudfront" or "varnish".
+    EDGE_MAX_AGE: int = 3600
+    EDGE_PURGE: str = ""
+    EDGE_PURGE_URLS: Sequence[str] = ()
+    EDGE_ZONE_ID: str = ""
+    EDGE_API_TOKEN: str = ""
+    EDGE_PURGE_BY: str = "tags"
+    EDGE_PURGE_TIMEOUT: float = 5.0
+    EDGE_PURGE_ATTEMPTS: int = 3
     # -- WhatsApp-ready media (mediacache.media, mediacache.whatsapp): WhatsApp's limits
     VOICE_VARIANTS: bool = True
     VOICE_SAMPLE_RATE: int = 48000

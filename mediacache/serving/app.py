@@ -22,8 +22,10 @@ from mediacache.core.hashes import media_key_from_path
 from mediacache.core.headers import (
     X_CACHE_HIT,
     X_CACHE_MISS,
+    CacheControl,
     entity_headers,
     etag_for,
+    is_immutable,
     last_modified,
     validator_headers,
 )
@@ -101,9 +103,19 @@ def _error_headers(body: bytes, *extra: tuple[bytes, bytes]) -> Headers:
 
 
 class MediaApp:
-    def __init__(self, service: MediaService, *, max_age: int, retry_after: int) -> None:
+    def __init__(
+        self,
+        service: MediaService,
+        *,
+        max_age: int,
+        retry_after: int,
+        edge_max_age: int | None = None,
+    ) -> None:
         self.service = service
         self.max_age = max_age
+        if edge_max_age is None:
+            edge_max_age = service.settings.EDGE_MAX_AGE
+        self.cache_control = CacheControl(max_age, edge_max_age)
         self.log_hits = service.settings.LOG_HITS
         self._not_found = _error_headers(_NOT_FOUND_BODY)
         self._unavailable = _error_headers(
@@ -206,18 +218,18 @@ class MediaApp:
             _log_served(media_hash, found, status, sent, elapsed)
 
     def _cache_control(self, found: Lookup) -> tuple[bytes, bytes]:
-        return (b"cache-control", b"public, max-age=%d" % self._max_age(seconds_left(found.obj)))
-
-    def _max_age(self, left: float) -> int:
-        """Browsers and CDNs may keep it this long: never past the object's expiry."""
-        return int(max(0, min(self.max_age, left)))
+        """Browsers and shared caches may keep it this long: never past the object's
+        expiry (``mediacache.core.headers.CacheControl``)."""
+        obj = found.obj
+        value = self.cache_control.value(seconds_left(obj), is_immutable(obj.media_hash))
+        return (b"cache-control", value)
 
     # -- the server's fast path (mediacache.serving.fastpath) ------------------------------
 
-    def l1_entry(self, path: str) -> tuple[str, CachedMedia, int] | None:
-        """(key, entry, max-age) when a plain GET/HEAD of ``path`` is a fresh hit in this
-        process's L1, so it can be answered without the ASGI round trip; None: take the
-        full path. One clock read serves both the expiry check and the max-age."""
+    def l1_entry(self, path: str) -> tuple[str, CachedMedia, bytes] | None:
+        """(key, entry, Cache-Control value) when a plain GET/HEAD of ``path`` is a fresh
+        hit in this process's L1, so it can be answered without the ASGI round trip; None:
+        take the full path. One clock read serves both the expiry check and the max-age."""
         media_hash = media_key_from_path(path)
         if media_hash is None:
             return None
@@ -227,7 +239,7 @@ class MediaApp:
         left = seconds_left(entry.obj)
         if left <= 0:
             return None
-        return media_hash, entry, self._max_age(left)
+        return media_hash, entry, self.cache_control.value(left, is_immutable(media_hash))
 
     def record_l1_hit(self, media_hash: str, entry: CachedMedia, sent: int, elapsed: float) -> None:
         STATS.record(HIT_L1, elapsed, sent)

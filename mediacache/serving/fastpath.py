@@ -160,7 +160,7 @@ _NEEDS_FULL_PATH = CONDITION_HEADERS | {
     b"content-length",
     b"transfer-encoding",
 }
-_HIT_TAIL = b"x-cache: HIT\r\ncache-control: public, max-age=%d\r\n\r\n"
+_HIT_TAIL = b"x-cache: HIT\r\ncache-control: %s\r\n\r\n"
 
 
 class _Shortcut(Enum):
@@ -273,13 +273,13 @@ class MediaHttpProtocol(HttpToolsProtocol):
         found = media.l1_entry(text)
         if found is None or not found[1].wire:
             return False
-        media_hash, entry, max_age = found
+        media_hash, entry, cache_control = found
         head = b"".join(
             (
                 _STATUS_200,
                 _server_lines(self.server_state.default_headers),
                 entry.wire,
-                _HIT_TAIL % max_age,
+                _HIT_TAIL % cache_control,
             )
         )
         if method == b"HEAD":

@@ -170,9 +170,9 @@ class FakeMedia:
         self.looked_up = 0
         self.hits = 0
 
-    def l1_entry(self, path: str) -> tuple[str, SimpleNamespace, int]:
+    def l1_entry(self, path: str) -> tuple[str, SimpleNamespace, bytes]:
         wire = b"content-type: text/plain\r\ncontent-length: 4\r\n"
-        return "h" * 22, SimpleNamespace(wire=wire, body=b"fast"), 60
+        return "h" * 22, SimpleNamespace(wire=wire, body=b"fast"), b"public, max-age=60"
 
     def record_l1_hit(self, *args: object) -> None:
         self.hits += 1

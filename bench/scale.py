@@ -1,0 +1,606 @@
+"""``make scale``: Mediacache past one process, on loopback, measured in one table.
+
+Starts 2 replicas (``scripts/serve.sh``, 2 workers each) behind nginx with the
+balancer recipe (``deploy/nginx/balancer.conf``: one media hash to one replica), on
+PostgreSQL (a database of its own on ``SCALE_DATABASE_URL``'s server, dropped at the
+end), moto's S3 and a Redis topology; Varnish with ``deploy/edge/mediacache.vcl`` in
+front of the replicas, purged by the replicas' own hook (``MEDIA_EDGE_PURGE=varnish``);
+and nginx serving the same file from disk, the edge's yardstick. Then, per topology:
+
+* hit req/s through the balancer (wrk over 64 objects, so both replicas serve);
+* Redis-hit req/s (the replicas restarted with ``MEDIA_L1_BYTES=0``);
+* delete-visible: a delete through replica A, until replica B answers 404 (p50/p99 ms);
+* stampede: 200 concurrent cold GETs of one object, half to each replica: S3 GETs;
+
+and the edge line: hit req/s through Varnish against nginx from disk (alternating
+rounds, best shown; target >= 90%), and how long a deleted object stays at the edge.
+
+Topologies: ``TOPOLOGIES`` maps a name to a function that starts the Redis side and
+returns the replicas' environment for it (``standalone``: a private ``redis-server`` on
+a free port, ``REDIS_URL``). Sentinel and Cluster add a function each (starting their
+``redis-server`` processes through the same ``Processes``, so they are stopped with the
+rest) and ``--topologies standalone,sentinel,cluster`` measures every row the same way.
+
+Everything started is in one ``Processes``: stopped at the end, on an error, on
+Ctrl-C and on SIGTERM (each SIGTERM, then SIGKILL after 10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from tests.varnish import varnish_argv
+
+from bench.bodies import body_for
+from bench.client import Connection
+from bench.infra import (
+    BENCH_DIR,
+    BUCKET,
+    ROOT,
+    Proc,
+    Processes,
+    S3Recorder,
+    Stack,
+    WrkResult,
+    free_port,
+    run_wrk,
+    say,
+    start_redis,
+    start_s3,
+    terminate_on_signals,
+    upload_many,
+    wait_http,
+    wait_port,
+)
+
+BODY_BYTES = 50 * 1024
+DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/postgres"
+
+# name -> starts the Redis side of the topology; returns the replicas' environment for it.
+Topology = Callable[[Processes], dict[str, str]]
+
+
+def standalone(procs: Processes) -> dict[str, str]:
+    """One private redis-server on a free port."""
+    _, url = start_redis(procs, "redis-standalone")
+    return {"REDIS_URL": url}
+
+
+TOPOLOGIES: dict[str, Topology] = {"standalone": standalone}
+
+
+@dataclass
+class Row:
+    topology: str
+    hit_rps: float = 0.0
+    direct_rps: float = 0.0
+    redis_rps: float = 0.0
+    delete_ms: float = 0.0
+    delete_p50_ms: float = 0.0
+    delete_p99_ms: float = 0.0
+    stampede: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EdgeLine:
+    nginx: list[WrkResult] = field(default_factory=list)
+    varnish: list[WrkResult] = field(default_factory=list)
+    # CPU microseconds each server spent per answer, per round: what the neighbours'
+    # load on a shared machine changes least.
+    nginx_cpu_us: list[float] = field(default_factory=list)
+    varnish_cpu_us: list[float] = field(default_factory=list)
+    gone_ms: list[float] = field(default_factory=list)
+
+
+def cpu_seconds(proc: Proc) -> float:
+    """User + system CPU of a process and its children (nginx's workers, Varnish's child)."""
+    import psutil
+
+    total = 0.0
+    for pid in set(proc.tree_pids()):
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--topologies", default="standalone", help=f"comma-separated: {', '.join(TOPOLOGIES)}"
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="each wrk run (10)")
+    parser.add_argument("--rounds", type=int, default=3, help="edge rounds, alternating (3)")
+    parser.add_argument("--deletes", type=int, default=50, help="deletes measured (50)")
+    parser.add_argument("--stampedes", type=int, default=3, help="stampede repeats (3)")
+    parser.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        help="a PostgreSQL server's URL; a database of its own is made there and dropped",
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs, fewer objects")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.rounds, args.deletes, args.stampedes = 3, 1, 10, 1
+    return args
+
+
+# --- PostgreSQL: a database of this run's own ------------------------------------------
+
+
+def create_database(server_url: str) -> tuple[str, Callable[[], None]]:
+    """(the new database's URL, a function that drops it)."""
+    import psycopg
+
+    name = f"mediacache_scale_{int(time.time())}"
+    parts = urlsplit(server_url)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = parts._replace(path=f"/{name}").geturl()
+
+    def drop() -> None:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url, drop
+
+
+# --- the replicas, the balancer, the edge ----------------------------------------------
+
+
+def start_replica(procs: Processes, stack: Stack, name: str, **env: str) -> Proc:
+    port = free_port()
+    environment = stack.env(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        GRACEFUL_TIMEOUT="3",
+        PROMETHEUS_MULTIPROC_DIR=str(procs.workdir / f"metrics-{name}"),
+        **env,
+    )
+    proc = procs.start(name, ["bash", str(ROOT / "scripts" / "serve.sh")], env=environment)
+    proc.port = port
+    wait_http(proc, f"http://127.0.0.1:{port}/healthz", seconds=90)
+    time.sleep(1.0)  # the second worker
+    return proc
+
+
+def nginx_prefix(procs: Processes, name: str) -> Path:
+    prefix = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=procs.workdir))
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / kind).mkdir()
+    return prefix
+
+
+def nginx_head(prefix: Path) -> str:
+    temps = "".join(f"    {k}_temp_path {prefix}/{k};\n" for k in ("client_body", "proxy"))
+    temps += "".join(f"    {k}_temp_path {prefix}/{k};\n" for k in ("fastcgi", "uwsgi", "scgi"))
+    return (
+        f"daemon off;\nworker_processes auto;\npid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 1024; }}\n"
+        f"http {{\n    access_log off;\n    keepalive_requests 1000000;\n{temps}"
+    )
+
+
+def start_balancer(procs: Processes, replicas: list[Proc]) -> Proc:
+    """nginx with deploy/nginx/balancer.conf as shipped but for its listen line."""
+    prefix = nginx_prefix(procs, "balancer")
+    port = free_port()
+    (prefix / "mediacache-replicas.conf").write_text(
+        "".join(f"server 127.0.0.1:{r.port} max_fails=1 fail_timeout=5s;\n" for r in replicas)
+    )
+    recipe = (ROOT / "deploy" / "nginx" / "balancer.conf").read_text()
+    (prefix / "balancer.conf").write_text(recipe.replace("listen 80;", f"listen 127.0.0.1:{port};"))
+    (prefix / "nginx.conf").write_text(nginx_head(prefix) + "    include balancer.conf;\n}\n")
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = procs.start(
+        "nginx-balancer", [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], port=port
+    )
+    wait_port(proc, port)
+    return proc
+
+
+def start_static(procs: Processes, body: bytes, media_hash: str) -> Proc:
+    """nginx serving the same body from disk, as bench/nginx.conf.template does."""
+    prefix = nginx_prefix(procs, "static")
+    docroot = prefix / "docroot"
+    (docroot / "media").mkdir(parents=True)
+    (docroot / "media" / media_hash).write_bytes(body)
+    for path in (procs.workdir, prefix, docroot, *docroot.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    port = free_port()
+    template = (BENCH_DIR / "nginx.conf.template").read_text()
+    conf = template.replace("@PORT@", str(port)).replace("@PREFIX@", str(prefix))
+    conf = conf.replace("@DOCROOT@", str(docroot))
+    conf = conf.replace("worker_processes 1;", "worker_processes auto;")  # as Varnish: all cores
+    (prefix / "nginx.conf").write_text(conf)
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = procs.start(
+        "nginx-static", [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], port=port
+    )
+    wait_port(proc, port)
+    return proc
+
+
+def start_varnish(procs: Processes, port: int, replicas: list[Proc]) -> Proc:
+    argv = varnish_argv(procs.workdir / "varnish", port, [("127.0.0.1", r.port) for r in replicas])
+    proc = procs.start("varnish", argv, port=port)
+    wait_http(proc, f"http://127.0.0.1:{port}/healthz", seconds=30)
+    return proc
+
+
+# --- measurements ----------------------------------------------------------------------
+
+
+def wrk_script(procs: Processes, paths: list[str]) -> Path:
+    """A wrk Lua script that walks ``paths`` in turn."""
+    script = procs.workdir / f"paths-{len(paths)}.lua"
+    items = ", ".join(f'"{p}"' for p in paths)
+    script.write_text(
+        f"local paths = {{{items}}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\nend\n'
+    )
+    return script
+
+
+def wrk(url: str, seconds: int, script: Path | None = None) -> WrkResult:
+    result = run_wrk(url, threads=2, connections=16, seconds=seconds, script=script)
+    if result.errors or result.non_2xx:
+        raise RuntimeError(f"{url}: {result.errors} errors, {result.non_2xx} non-2xx")
+    return result
+
+
+def warm(base: str, paths: list[str], times: int = 4) -> None:
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(times):
+            for path in paths:
+                response = client.get(path)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{base}{path}: {response.status_code}")
+
+
+def delete_visible(
+    stack: Stack, a: Proc, b: Proc, bodies: list[bytes]
+) -> tuple[list[float], list[float]]:
+    """Per object: delete through replica A; (ms the DELETE took, ms from its 204 until
+    replica B answers 404). Every worker of B held the object first (fresh connections)."""
+    objects = upload_many(f"http://127.0.0.1:{a.port}", stack.api_key, bodies)
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    ids = _ids(stack, [o.media_hash for o in objects])
+    took: list[float] = []
+    elapsed: list[float] = []
+    for obj in objects:
+        path = f"/media/{obj.media_hash}"
+        for _ in range(6):  # new connections: the kernel spreads them over B's workers
+            if httpx.get(f"http://127.0.0.1:{b.port}{path}", timeout=10).status_code != 200:
+                raise RuntimeError(f"{path} not served by replica B")
+        started = time.perf_counter()
+        response = httpx.delete(
+            f"http://127.0.0.1:{a.port}/api/attachments/{ids[obj.media_hash]}",
+            headers=headers,
+            timeout=30,
+        )
+        answered = time.perf_counter()
+        if response.status_code != 204:
+            raise RuntimeError(f"delete {path}: {response.status_code}")
+        took.append((answered - started) * 1000)
+        elapsed.append(_until_gone(f"http://127.0.0.1:{b.port}{path}", answered))
+    return took, elapsed
+
+
+def _until_gone(url: str, started: float, confirmations: int = 4, limit: float = 30) -> float:
+    """ms from ``started`` until ``url`` answers 404 ``confirmations`` times in a row on
+    fresh connections (the first of them counts; 0 when the first look already was)."""
+    first, streak = started, 0
+    while streak < confirmations:
+        status = httpx.get(url, timeout=10).status_code
+        now = time.perf_counter()
+        if status == 404:
+            if streak == 0:
+                first = now
+            streak += 1
+        else:
+            streak = 0
+            if now - started > limit:
+                raise RuntimeError(f"{url} still served {limit} s after its delete")
+    return max(0.0, (first - started) * 1000)
+
+
+def _ids(stack: Stack, hashes: list[str]) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute(
+            "SELECT media_hash, id FROM chat_messageattachment WHERE media_hash = ANY(%s)",
+            (hashes,),
+        ).fetchall()
+    return dict(rows)
+
+
+def stampede(stack: Stack, replicas: list[Proc], body: bytes, count: int = 200) -> int:
+    """200 concurrent GETs of one cold object, spread evenly over the replicas: S3 GETs."""
+    (obj,) = upload_many(f"http://127.0.0.1:{replicas[0].port}", stack.api_key, [body])
+    recorder = S3Recorder(stack.s3_url)
+    recorder.start()
+
+    async def one(port: int) -> int:
+        connection = await Connection.open("127.0.0.1", port)
+        try:
+            response = await connection.get(f"/media/{obj.media_hash}")
+        finally:
+            await connection.close()
+        if response.body != body:
+            raise RuntimeError("stampede: wrong bytes")
+        return response.status
+
+    async def all_at_once() -> list[int]:
+        return await asyncio.gather(*(one(replicas[i % len(replicas)].port) for i in range(count)))
+
+    statuses = asyncio.run(all_at_once())
+    recorded = recorder.stop()
+    if any(s != 200 for s in statuses):
+        raise RuntimeError(f"stampede: statuses {sorted(set(statuses))}")
+    return sum(1 for r in recorded if r.get("method") == "GET" and BUCKET in r.get("url", ""))
+
+
+def edge_gone(stack: Stack, balancer: Proc, varnish: Proc, bodies: list[bytes]) -> list[float]:
+    """Per object: cached at the edge, deleted through the balancer; ms from the DELETE's
+    204 until the edge answers 404 (the purge is sent from a thread after the 204)."""
+    base = f"http://127.0.0.1:{balancer.port}"
+    objects = upload_many(base, stack.api_key, bodies)
+    ids = _ids(stack, [o.media_hash for o in objects])
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    edge = f"http://127.0.0.1:{varnish.port}"
+    elapsed = []
+    for obj in objects:
+        path = f"/media/{obj.media_hash}"
+        httpx.get(edge + path, timeout=10)
+        if httpx.get(edge + path, timeout=10).headers.get("x-edge") != "HIT":
+            raise RuntimeError(f"{path}: not cached at the edge")
+        response = httpx.delete(
+            f"{base}/api/attachments/{ids[obj.media_hash]}", headers=headers, timeout=30
+        )
+        answered = time.perf_counter()
+        if response.status_code != 204:
+            raise RuntimeError(f"delete {path}: {response.status_code}")
+        elapsed.append(_until_gone(edge + path, answered, confirmations=2))
+    return elapsed
+
+
+# --- one topology ------------------------------------------------------------------------
+
+
+def measure_topology(
+    args: argparse.Namespace, procs: Processes, stack: Stack, name: str, edge: EdgeLine | None
+) -> Row:
+    """Every check of one row; with ``edge``, also the edge line (on the first topology)."""
+    row = Row(name)
+    stack.redis_url = ""
+    redis_env = TOPOLOGIES[name](procs)
+    varnish_port = free_port()
+    edge_env = {
+        "MEDIA_EDGE_PURGE": "varnish",
+        "MEDIA_EDGE_PURGE_URLS": f"http://127.0.0.1:{varnish_port}/",
+    }
+    env = {**redis_env, **edge_env}
+    say(f"[{name}] starting 2 replicas x 2 workers (scripts/serve.sh)")
+    replicas = [start_replica(procs, stack, f"{name}-replica{i}", **env) for i in (1, 2)]
+    balancer = start_balancer(procs, replicas)
+    base = f"http://127.0.0.1:{balancer.port}"
+    bodies = [body_for(9000, i, BODY_BYTES) for i in range(64)]
+    objects = upload_many(base, stack.api_key, bodies)
+    paths = [f"/media/{o.media_hash}" for o in objects]
+    warm(base, paths)
+    script = wrk_script(procs, paths)
+    hit = wrk(base + paths[0], args.seconds, script)
+    row.hit_rps = hit.rps
+    say(f"[{name}] hits through the balancer: {hit.rps:,.0f} req/s, p99 {hit.p99_ms:.2f} ms")
+    one = f"http://127.0.0.1:{replicas[0].port}"
+    warm(one, paths)
+    row.direct_rps = wrk(one + paths[0], args.seconds, script).rps
+    say(f"[{name}] hits on one replica, direct: {row.direct_rps:,.0f} req/s")
+
+    a, b = replicas
+    took, elapsed = delete_visible(
+        stack, a, b, [body_for(9100, i, BODY_BYTES) for i in range(args.deletes)]
+    )
+    row.delete_ms = statistics.median(took)
+    row.delete_p50_ms = statistics.median(elapsed)
+    row.delete_p99_ms = percentile(elapsed, 99)
+    say(
+        f"[{name}] DELETE p50 {row.delete_ms:.1f} ms; then 404 on the other replica: "
+        f"p50 {row.delete_p50_ms:.1f} ms, p99 {row.delete_p99_ms:.1f} ms"
+    )
+
+    row.stampede = [
+        stampede(stack, replicas, body_for(9200, i, BODY_BYTES)) for i in range(args.stampedes)
+    ]
+    say(f"[{name}] stampede S3 GETs: {row.stampede}")
+
+    if edge is not None:
+        measure_edge(args, procs, stack, balancer, replicas, varnish_port, edge)
+
+    for proc in (balancer, *replicas):
+        procs.stop(proc)
+    say(f"[{name}] restarting the replicas with MEDIA_L1_BYTES=0 for Redis hits")
+    replicas = [
+        start_replica(procs, stack, f"{name}-redis{i}", MEDIA_L1_BYTES="0", **env) for i in (1, 2)
+    ]
+    balancer = start_balancer(procs, replicas)
+    base = f"http://127.0.0.1:{balancer.port}"
+    warm(base, paths, times=1)
+    row.redis_rps = wrk(base + paths[0], args.seconds, script).rps
+    say(f"[{name}] Redis hits through the balancer: {row.redis_rps:,.0f} req/s")
+    for proc in (balancer, *replicas):
+        procs.stop(proc)
+    return row
+
+
+def measure_edge(
+    args: argparse.Namespace,
+    procs: Processes,
+    stack: Stack,
+    balancer: Proc,
+    replicas: list[Proc],
+    varnish_port: int,
+    edge: EdgeLine,
+) -> None:
+    body = body_for(9300, 0, BODY_BYTES)
+    (obj,) = upload_many(f"http://127.0.0.1:{balancer.port}", stack.api_key, [body])
+    path = f"/media/{obj.media_hash}"
+    varnish = start_varnish(procs, varnish_port, replicas)
+    static = start_static(procs, body, obj.media_hash)
+    warm(f"http://127.0.0.1:{varnish.port}", [path])
+    if httpx.get(f"http://127.0.0.1:{varnish.port}{path}").headers.get("x-edge") != "HIT":
+        raise RuntimeError("the edge does not keep the object")
+    for round_ in range(args.rounds):
+        for label, proc, results, cpu in (
+            ("nginx", static, edge.nginx, edge.nginx_cpu_us),
+            ("varnish", varnish, edge.varnish, edge.varnish_cpu_us),
+        ):
+            before = cpu_seconds(proc)
+            result = wrk(f"http://127.0.0.1:{proc.port}{path}", args.seconds)
+            cpu.append((cpu_seconds(proc) - before) / result.requests * 1e6)
+            results.append(result)
+            say(
+                f"edge round {round_ + 1} {label}: {result.rps:,.0f} req/s, "
+                f"{cpu[-1]:.1f} us CPU each"
+            )
+    edge.gone_ms = edge_gone(
+        stack, balancer, varnish, [body_for(9400, i, BODY_BYTES) for i in range(args.deletes)]
+    )
+    say(f"deleted objects gone from the edge: p50 {statistics.median(edge.gone_ms):.0f} ms")
+    procs.stop(static)
+    procs.stop(varnish)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+def print_table(args: argparse.Namespace, rows: list[Row], edge: EdgeLine) -> None:
+    print()
+    print(
+        "SCALE  2 replicas x 2 workers (scripts/serve.sh) behind nginx (deploy/nginx/balancer.conf:"
+        " one hash, one replica),"
+    )
+    print(
+        f"       PostgreSQL, moto S3; wrk -t2 -c16 -d{args.seconds}s over 64 objects of 50 KB; "
+        f"{args.deletes} deletes; 200-GET stampedes"
+    )
+    header = (
+        f"{'topology':<12} {'hit req/s':>10} {'1 replica':>10} {'Redis-hit req/s':>16} "
+        f"{'DELETE ms':>10} {'delete-visible p50/p99 ms':>26} {'stampede S3 GETs':>17}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        visible = f"{row.delete_p50_ms:.1f} / {row.delete_p99_ms:.1f}"
+        gets = ", ".join(str(n) for n in row.stampede)
+        print(
+            f"{row.topology:<12} {row.hit_rps:>10,.0f} {row.direct_rps:>10,.0f} "
+            f"{row.redis_rps:>16,.0f} {row.delete_ms:>10.1f} {visible:>26} {gets:>17}"
+        )
+    print(
+        "hit req/s: L1 hits through the balancer; 1 replica: the same, straight to one replica "
+        "(2 workers);\nRedis-hit: through the balancer, replicas with MEDIA_L1_BYTES=0; "
+        "DELETE ms: the API's DELETE on replica A (p50);\ndelete-visible: from its 204 until "
+        "replica B answers 404 (0: at the first look)"
+    )
+    if edge.varnish:
+        best_nginx = max(edge.nginx, key=lambda r: r.rps)
+        best_varnish = max(edge.varnish, key=lambda r: r.rps)
+        ratio = best_varnish.rps / best_nginx.rps
+        print()
+        print(
+            f"EDGE  the same 50 KB file, wrk -t2 -c16 -d{args.seconds}s, "
+            f"{args.rounds} alternating round(s), best shown"
+        )
+        edge_header = (
+            f"{'target':<40} {'req/s':>9} {'p99 ms':>7} {'x nginx':>8} {'CPU us/hit':>11}  rounds"
+        )
+        print(edge_header)
+        print("-" * len(edge_header))
+        for label, best, results, cpu in (
+            ("nginx static file from disk", best_nginx, edge.nginx, edge.nginx_cpu_us),
+            (
+                "Varnish hit (deploy/edge/mediacache.vcl)",
+                best_varnish,
+                edge.varnish,
+                edge.varnish_cpu_us,
+            ),
+        ):
+            rounds = " / ".join(f"{r.rps:,.0f}" for r in results)
+            print(
+                f"{label:<40} {best.rps:>9,.0f} {best.p99_ms:>7.2f} "
+                f"{best.rps / best_nginx.rps:>8.1%} {statistics.median(cpu):>11.1f}  {rounds}"
+            )
+        gone = edge.gone_ms
+        print(
+            f"delete visible at the edge (from the DELETE's 204 until Varnish answers 404), "
+            f"{len(gone)} deletes: p50 {statistics.median(gone):.0f} ms, "
+            f"p99 {percentile(gone, 99):.0f} ms, max {max(gone):.0f} ms"
+        )
+        mark = "ok  " if ratio >= 0.9 else "MISS"
+        print(f"\nTARGET  [{mark}] Varnish hits >= 90% of nginx from disk: {ratio:.1%}")
+        mark = "ok  " if max(gone) <= 1000 else "MISS"
+        print(
+            f"TARGET  [{mark}] a deleted object 404 at the edge within 1 s: max {max(gone):.0f} ms"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [n for n in args.topologies.split(",") if n]
+    unknown = [n for n in names if n not in TOPOLOGIES]
+    if unknown:
+        raise SystemExit(f"unknown topologies {unknown}; known: {', '.join(TOPOLOGIES)}")
+    work = Path(tempfile.mkdtemp(prefix="mediacache-scale-"))
+    procs = Processes(work)
+    rows: list[Row] = []
+    edge = EdgeLine()
+    drop: Callable[[], None] | None = None
+    started = time.monotonic()
+    try:
+        with terminate_on_signals():
+            database_url, drop = create_database(args.database)
+            _, s3_url = start_s3(procs)
+            stack = Stack(work, "", s3_url, database_url=database_url)
+            stack.prepare_database()
+            for i, name in enumerate(names):
+                rows.append(measure_topology(args, procs, stack, name, edge if i == 0 else None))
+    except KeyboardInterrupt:
+        say("interrupted: stopping everything")
+        return 130
+    finally:
+        procs.close()
+        if drop is not None:
+            try:
+                drop()
+            except Exception as exc:  # the table matters more than a leftover database
+                say(f"could not drop the run's database: {exc!r}")
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(args, rows, edge)
+    say(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
