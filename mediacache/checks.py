@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core import checks
 
-from mediacache.core.settings import unknown_keys
+from mediacache.core.settings import media_settings, unknown_keys
+from mediacache.tiers.topology import RedisTopology, TopologyError
 
 
 @checks.register("mediacache")
@@ -18,4 +19,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.append(
             checks.Error(f"MEDIACACHE[{key!r}] is not a setting", hint=hint, id="mediacache.E004")
         )
+    if not errors:
+        try:
+            RedisTopology.from_settings(media_settings())
+        except TopologyError as exc:
+            errors.append(
+                checks.Error(
+                    f"Redis settings: {exc}",
+                    hint="README, Redis topologies: one of REDIS_URL, REDIS_SENTINELS (with "
+                    "REDIS_SENTINEL_MASTER) or REDIS_CLUSTER_NODES.",
+                    id="mediacache.E005",
+                )
+            )
     return errors

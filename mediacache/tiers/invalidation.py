@@ -1,0 +1,121 @@
+"""Deletions announced to every process, and a heartbeat that proves the channel works.
+
+A purge publishes the hash on ``INVALIDATION_CHANNEL``; every process drops its L1
+copy. Plain pub/sub loses what is published while a subscriber is away, and a
+connection can die without a word (a partition, a master that failed over behind a
+proxy), so each listener sends itself a heartbeat through the same Redis every
+``heartbeat`` seconds, by the same path a purge takes (a command on the current
+master or cluster node, then the server's pub/sub fan-out). A heartbeat not back
+within ``heartbeat`` seconds, an error, or a fresh subscription is a *gap*: the
+caller flushes its L1 and the listener subscribes again. A deleted object is so
+served from L1 for at most about two heartbeats after the channel broke.
+
+Classic pub/sub on every topology: on a Redis Cluster a classic PUBLISH reaches the
+subscribers of every node over the cluster bus, so one subscription on any node
+sees every purge, whichever node the purge was sent to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+import redis
+
+from mediacache.tiers.topology import AsyncClient, RedisTopology, async_pubsub
+
+logger = logging.getLogger("mediacache.redis")
+
+INVALIDATION_CHANNEL = "mediacache:invalidate"
+HEARTBEAT_PREFIX = "mediacache:heartbeat:"
+
+
+class Gap(Exception):
+    """Messages may have been missed."""
+
+
+class InvalidationListener:
+    """Follows ``INVALIDATION_CHANNEL`` for one process, forever (cancel to stop)."""
+
+    def __init__(
+        self,
+        topology: RedisTopology,
+        commands: AsyncClient,
+        *,
+        on_invalidate: Callable[[str], None],
+        on_gap: Callable[[], None],
+        heartbeat: float,
+        timeout: float,
+    ) -> None:
+        self.topology = topology
+        self.commands = commands  # the tier's client: heartbeats go where purges go
+        self.on_invalidate = on_invalidate
+        self.on_gap = on_gap
+        self.heartbeat = heartbeat
+        self.timeout = max(timeout, 1.0)
+        self.channel = f"{HEARTBEAT_PREFIX}{secrets.token_hex(6)}"
+        self.gaps = 0
+
+    async def run(self) -> None:
+        client = self.topology.async_client(timeout=None, connect_timeout=self.timeout)
+        backoff = 0.1
+        try:
+            while True:
+                try:
+                    await self._follow(client)
+                except (redis.RedisError, OSError, TimeoutError, Gap) as exc:
+                    self._gap()
+                    logger.warning("[MEDIA CACHE] invalidation channel lost: %r", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                else:
+                    backoff = 0.1
+        finally:
+            await client.aclose()
+
+    def _gap(self) -> None:
+        self.gaps += 1
+        self.on_gap()
+
+    async def _follow(self, client: AsyncClient) -> None:
+        async with asyncio.timeout(self.timeout):
+            pubsub = await async_pubsub(client)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await pubsub.subscribe(INVALIDATION_CHANNEL, self.channel)
+                confirmed = 0
+                while confirmed < 2:  # from here on nothing published is lost to us
+                    message = await pubsub.get_message(timeout=self.timeout)
+                    if message is not None and message["type"] == "subscribe":
+                        confirmed += 1
+            self._gap()  # whatever was announced before the subscription is
+            await self._listen(pubsub)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+
+    async def _listen(self, pubsub: redis.asyncio.client.PubSub) -> None:
+        beat = 0
+        sent_at: float | None = None  # of the heartbeat not back yet
+        due = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if sent_at is None and now >= due:
+                beat += 1
+                sent_at = now
+                async with asyncio.timeout(self.timeout):
+                    await self.commands.publish(self.channel, str(beat))
+            elif sent_at is not None and now - sent_at > self.heartbeat:
+                raise Gap(f"heartbeat not back within {self.heartbeat:g} s")
+            wait = (sent_at + self.heartbeat if sent_at is not None else due) - time.monotonic()
+            message = await pubsub.get_message(timeout=max(wait, 0.001))
+            if message is None or message["type"] != "message":
+                continue
+            channel = message["channel"].decode()
+            if channel == INVALIDATION_CHANNEL:
+                self.on_invalidate(message["data"].decode())
+            elif channel == self.channel and message["data"] == str(beat).encode():
+                assert sent_at is not None
+                due, sent_at = sent_at + self.heartbeat, None
