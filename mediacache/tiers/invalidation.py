@@ -58,6 +58,7 @@ class InvalidationListener:
         self.timeout = max(timeout, 1.0)
         self.channel = f"{HEARTBEAT_PREFIX}{secrets.token_hex(6)}"
         self.gaps = 0
+        self.node: tuple[str, int] | None = None  # where the subscription is (tests, logs)
 
     async def run(self) -> None:
         client = self.topology.async_client(timeout=None, connect_timeout=self.timeout)
@@ -91,6 +92,8 @@ class InvalidationListener:
                     message = await pubsub.get_message(timeout=self.timeout)
                     if message is not None and message["type"] == "subscribe":
                         confirmed += 1
+            connection = pubsub.connection
+            self.node = (connection.host, connection.port) if connection is not None else None
             self._gap()  # whatever was announced before the subscription is
             await self._listen(pubsub)
         finally:
