@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,8 @@ class Node:
             "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(self.directory), *self.args,
         ]  # fmt: skip
+        if "--sentinel" not in self.args:  # DEBUG SLEEP makes a node slow (slowed())
+            argv += ["--enable-debug-command", "local"]
         log = open(self.directory / "log", "ab")  # noqa: SIM115  # the child keeps it
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -101,7 +104,8 @@ class Node:
         return self
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=1, **kwargs)
+        options = {"socket_timeout": 2, "socket_connect_timeout": 1, **kwargs}
+        return redis.Redis(port=self.port, **options)
 
     def kill(self) -> None:
         """SIGKILL: as a crashed or lost node."""
@@ -147,6 +151,10 @@ class Topology:
     def client(self) -> redis.Redis | redis.cluster.RedisCluster:
         raise NotImplementedError
 
+    def masters(self) -> list[Node]:
+        """The data nodes that take writes now."""
+        raise NotImplementedError
+
     def flush(self) -> None:
         client = self.client()
         try:
@@ -189,6 +197,9 @@ class Standalone(Topology):
 
     def client(self) -> redis.Redis:
         return self.node.client()
+
+    def masters(self) -> list[Node]:
+        return [self.node]
 
 
 class Sentinel(Topology):
@@ -251,6 +262,9 @@ class Sentinel(Topology):
 
     def client(self) -> redis.Redis:
         return self.data_node(self.master_port()).client()
+
+    def masters(self) -> list[Node]:
+        return [self.data_node(self.master_port())]
 
     def kill_master(self) -> tuple[Node, float]:
         """SIGKILL the current master; (that node, when)."""
@@ -318,6 +332,9 @@ class Cluster(Topology):
             socket_timeout=2,
         )
 
+    def masters(self) -> list[Node]:
+        return [n for n in self.nodes if n.alive]
+
     def node_of(self, key: str) -> Node:
         """The master that holds ``key``'s slot."""
         client = self.client()
@@ -335,6 +352,33 @@ class Cluster(Topology):
         identity and slots); wait until the cluster says ok."""
         node.start()
         _wait(self._ok, START_TIMEOUT, "cluster after restart")
+
+
+@contextlib.contextmanager
+def slowed(nodes: list[Node], delay: float = 0.5) -> Iterator[None]:
+    """Each node answers ``delay`` seconds late: ``DEBUG SLEEP`` back to back, from a
+    thread per node, so every command waits up to ``delay`` (below Sentinel's 1 s
+    down-after and the cluster's 2 s node timeout: slow, not down)."""
+    stop = threading.Event()
+
+    def sleeper(node: Node) -> None:
+        client = node.client(socket_timeout=delay + 5)
+        try:
+            while not stop.is_set():
+                client.execute_command("DEBUG", "SLEEP", delay)
+                time.sleep(0.005)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=sleeper, args=(n,), daemon=True) for n in nodes]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=delay + 10)
 
 
 TOPOLOGIES: dict[str, type[Topology]] = {

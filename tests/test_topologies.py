@@ -31,7 +31,8 @@ from mediacache.tiers.redis import RedisTier, lock_key
 from mediacache.tiers.singleflight import SingleFlight
 from mediacache.tiers.topology import RedisTopology
 from tests.conftest import upload
-from tests.redis_topologies import Cluster, Topology, running
+from tests.faults import FaultProxy
+from tests.redis_topologies import Cluster, Topology, running, slowed
 from tests.servers import RunningServer, serve_asgi
 from tests.test_tiers import _burst, s3_gets
 
@@ -97,7 +98,7 @@ def tier_on(topology: Topology, **kwargs: float) -> RedisTier:
     found = RedisTopology.from_settings(MediaSettings(**engine_settings(topology)))
     assert found is not None
     return RedisTier(found, timeout=kwargs.get("timeout", 1.0), retry_after=1.0,
-                     heartbeat=kwargs.get("heartbeat", 1.0))  # fmt: skip
+                     heartbeat=kwargs.get("heartbeat", 0.5))  # fmt: skip
 
 
 def media_object(media_hash: str, body: bytes) -> MediaObject:
@@ -234,7 +235,7 @@ def _node_at(topology: Topology, port: int):
 def test_a_lost_or_silent_channel_flushes_l1(redis_on: Topology, record_property) -> None:
     """The listener's connection killed (reset at once), then its node frozen (SIGSTOP:
     no reset, no answer, as a partition): each is a gap, the L1 flush. How long after
-    the fault, with the default heartbeat (1 s)."""
+    the fault, with the default heartbeat (0.5 s, late after 1.5 s)."""
 
     async def scenario() -> tuple[float, float]:
         tier = tier_on(redis_on)
@@ -286,4 +287,88 @@ def test_a_lost_or_silent_channel_flushes_l1(redis_on: Topology, record_property
     record_property(f"gap_after_reset_ms_{redis_on.kind}", round(reset * 1000, 1))
     record_property(f"gap_after_silence_ms_{redis_on.kind}", round(silent * 1000, 1))
     print(f"\n[{redis_on.kind}] L1 flushed {reset * 1000:.0f} ms after the channel was reset, "
-          f"{silent * 1000:.0f} ms after its node froze (heartbeat 1 s)")  # fmt: skip
+          f"{silent * 1000:.0f} ms after its node froze (heartbeat 0.5 s)")  # fmt: skip
+
+
+def test_a_slow_redis_does_not_slow_what_l1_holds(redis_on: Topology, record_property) -> None:
+    """Every master answers up to 500 ms late (DEBUG SLEEP 0.5 back to back): hits L1
+    holds stay HITs, as fast as before,
+    and the invalidation channel (late, not lost) does not flush L1."""
+    body = b"hot!" * 2000
+    hashes = [f"SlowRedis{redis_on.kind[:4]}{i:09d}" for i in range(20)]
+    with replica(redis_on) as one, httpx.Client(timeout=10) as client:
+        one.wait_subscribed()
+        for media_hash in hashes:
+            assert one.engine.warm(media_object(media_hash, body), body)
+
+        def hits() -> list[float]:
+            took = []
+            for media_hash in hashes * 3:
+                started = time.monotonic()
+                answer = client.get(f"{one.url}/media/{media_hash}")
+                took.append(time.monotonic() - started)
+                assert answer.headers["x-cache"] == "HIT"
+                assert answer.content == body
+            return took
+
+        before = hits()
+        listener = one.listener()
+        assert listener is not None
+        gaps = listener.gaps
+        with slowed(redis_on.masters(), 0.5):
+            time.sleep(1.0)  # heartbeats now come back late
+            probe = redis_on.masters()[0].client()
+            waited = 0.0
+            for _ in range(4):  # spaced, as the heartbeats are: each lands in a sleep
+                time.sleep(0.05)
+                started = time.monotonic()
+                probe.ping()
+                waited += time.monotonic() - started
+            assert waited > 0.4  # Redis is slow indeed (about 250 ms a call)
+            probe.close()
+            during = hits()
+            time.sleep(0.5)
+        assert listener.gaps == gaps  # late is not lost: L1 kept
+    ratio = statistics.median(during) / statistics.median(before)
+    record_property(f"l1_hit_slow_redis_ratio_{redis_on.kind}", round(ratio, 2))
+    slow, fast = statistics.median(during) * 1000, statistics.median(before) * 1000
+    print(
+        f"\n[{redis_on.kind}] L1 hits with Redis +500 ms: median {slow:.2f} ms vs "
+        f"{fast:.2f} ms before, max {max(during) * 1000:.1f} ms"
+    )
+    assert max(during) < 0.5  # none waited for Redis
+
+
+def test_redis_500_ms_away_through_a_proxy_does_not_slow_l1_hits(record_property) -> None:
+    """The same through the suite's TCP proxy (``tests/faults.FaultProxy``): every chunk
+    to and from a standalone Redis waits 500 ms. L1 hits stay HITs and the channel,
+    late but working, is not taken for lost."""
+    body = b"far!" * 2000
+    hashes = [f"FarRedis{i:014d}" for i in range(10)]
+    with running("standalone") as private:
+        proxy = FaultProxy(private.node.port).start()
+        try:
+            far = {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}
+            with replica(private, **far) as one, httpx.Client(timeout=10) as client:
+                one.wait_subscribed()
+                for media_hash in hashes:
+                    assert one.engine.warm(media_object(media_hash, body), body)
+                listener = one.listener()
+                assert listener is not None
+                gaps = listener.gaps
+                proxy.set_latency(0.5)
+                time.sleep(2.0)  # several heartbeats, each about 1 s late
+                took = []
+                for media_hash in hashes * 5:
+                    started = time.monotonic()
+                    answer = client.get(f"{one.url}/media/{media_hash}")
+                    took.append(time.monotonic() - started)
+                    assert answer.headers["x-cache"] == "HIT"
+                    assert answer.content == body
+                assert listener.gaps == gaps
+        finally:
+            proxy.stop()
+    record_property("l1_hit_ms_redis_500ms_away", round(statistics.median(took) * 1000, 2))
+    print(f"\n[standalone via proxy] L1 hits with Redis 500 ms away: median "
+          f"{statistics.median(took) * 1000:.2f} ms, max {max(took) * 1000:.1f} ms")  # fmt: skip
+    assert max(took) < 0.5

@@ -46,8 +46,8 @@ class MediaSettings:
     REDIS_SENTINEL_PASSWORD: str = ""
     REDIS_DB: int = 0
     # Seconds between the heartbeats each process sends itself through the invalidation
-    # channel; one not back within this long is a gap (L1 flushed, subscription renewed).
-    INVALIDATION_HEARTBEAT: float = 1.0
+    # channel; one not back within three of them is a gap (L1 flushed, subscription renewed).
+    INVALIDATION_HEARTBEAT: float = 0.5
     REDIS_TIMEOUT: float = 0.1
     REDIS_RETRY_AFTER: float = 1.0
     CACHE_TTL: int = 7 * 24 * 3600

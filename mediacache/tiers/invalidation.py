@@ -6,9 +6,12 @@ connection can die without a word (a partition, a master that failed over behind
 proxy), so each listener sends itself a heartbeat through the same Redis every
 ``heartbeat`` seconds, by the same path a purge takes (a command on the current
 master or cluster node, then the server's pub/sub fan-out). A heartbeat not back
-within ``heartbeat`` seconds, an error, or a fresh subscription is a *gap*: the
+within ``LATE_AFTER`` heartbeats, an error, or a fresh subscription is a *gap*: the
 caller flushes its L1 and the listener subscribes again. A deleted object is so
-served from L1 for at most about two heartbeats after the channel broke.
+served from L1 for at most ``1 + LATE_AFTER`` heartbeats after the channel broke
+silently (at once when it broke with an error). Late is not lost: a Redis that
+answers slowly (+500 ms a hop) delays purges as much as heartbeats, and flushing L1
+then would only push every hit onto that slow Redis.
 
 Classic pub/sub on every topology: on a Redis Cluster a classic PUBLISH reaches the
 subscribers of every node over the cluster bus, so one subscription on any node
@@ -31,6 +34,7 @@ logger = logging.getLogger("mediacache.redis")
 
 INVALIDATION_CHANNEL = "mediacache:invalidate"
 HEARTBEAT_PREFIX = "mediacache:heartbeat:"
+LATE_AFTER = 3  # heartbeats
 
 
 class Gap(Exception):
@@ -43,7 +47,6 @@ class InvalidationListener:
     def __init__(
         self,
         topology: RedisTopology,
-        commands: AsyncClient,
         *,
         on_invalidate: Callable[[str], None],
         on_gap: Callable[[], None],
@@ -51,16 +54,19 @@ class InvalidationListener:
         timeout: float,
     ) -> None:
         self.topology = topology
-        self.commands = commands  # the tier's client: heartbeats go where purges go
         self.on_invalidate = on_invalidate
         self.on_gap = on_gap
         self.heartbeat = heartbeat
+        self.late = heartbeat * LATE_AFTER
         self.timeout = max(timeout, 1.0)
         self.channel = f"{HEARTBEAT_PREFIX}{secrets.token_hex(6)}"
         self.gaps = 0
         self.node: tuple[str, int] | None = None  # where the subscription is (tests, logs)
 
     async def run(self) -> None:
+        # Its own client, without the serving path's short socket timeout: a heartbeat
+        # late by 500 ms is late, not lost. Heartbeats go where purges go (the master,
+        # or any cluster node), as commands on this client.
         client = self.topology.async_client(timeout=None, connect_timeout=self.timeout)
         backoff = 0.1
         try:
@@ -95,11 +101,11 @@ class InvalidationListener:
             connection = pubsub.connection
             self.node = (connection.host, connection.port) if connection is not None else None
             self._gap()  # whatever was announced before the subscription is
-            await self._listen(pubsub)
+            await self._listen(client, pubsub)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
-    async def _listen(self, pubsub: redis.asyncio.client.PubSub) -> None:
+    async def _listen(self, client: AsyncClient, pubsub: redis.asyncio.client.PubSub) -> None:
         beat = 0
         sent_at: float | None = None  # of the heartbeat not back yet
         due = time.monotonic()
@@ -108,11 +114,11 @@ class InvalidationListener:
             if sent_at is None and now >= due:
                 beat += 1
                 sent_at = now
-                async with asyncio.timeout(self.timeout):
-                    await self.commands.publish(self.channel, str(beat))
-            elif sent_at is not None and now - sent_at > self.heartbeat:
-                raise Gap(f"heartbeat not back within {self.heartbeat:g} s")
-            wait = (sent_at + self.heartbeat if sent_at is not None else due) - time.monotonic()
+                async with asyncio.timeout(self.late):
+                    await client.publish(self.channel, str(beat))
+            elif sent_at is not None and now - sent_at > self.late:
+                raise Gap(f"heartbeat not back within {self.late:g} s")
+            wait = (sent_at + self.late if sent_at is not None else due) - time.monotonic()
             message = await pubsub.get_message(timeout=max(wait, 0.001))
             if message is None or message["type"] != "message":
                 continue

@@ -89,7 +89,7 @@ class RedisTier:
         *,
         timeout: float,
         retry_after: float,
-        heartbeat: float = 1.0,
+        heartbeat: float = 0.5,
     ) -> None:
         if isinstance(topology, str):
             topology = RedisTopology("standalone", url=topology)
@@ -189,7 +189,6 @@ class RedisTier:
         ``on_gap()`` whenever messages may have been missed (:mod:`.invalidation`)."""
         self.listener = InvalidationListener(
             self.topology,
-            self.client,
             on_invalidate=on_invalidate,
             on_gap=on_gap,
             heartbeat=self.heartbeat,
