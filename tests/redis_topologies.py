@@ -132,7 +132,10 @@ class Node:
 class Topology:
     kind = ""
 
-    def __init__(self) -> None:
+    def __init__(self, *, patience_ms: int = 0) -> None:
+        """``patience_ms``: how long a silent master may stay silent before it is taken
+        for dead (Sentinel's down-after, the cluster's node timeout); 0: the default."""
+        self.patience_ms = patience_ms
         self.root = Path(tempfile.mkdtemp(prefix=f"mediacache-{self.kind}-"))
         self.nodes: list[Node] = []
 
@@ -217,7 +220,7 @@ class Sentinel(Topology):
         for i in range(3):
             config = (
                 f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {self.name} 1000\n"
+                f"sentinel down-after-milliseconds {self.name} {self.patience_ms or 1000}\n"
                 f"sentinel failover-timeout {self.name} 5000\n"
                 f"sentinel parallel-syncs {self.name} 1\n"
             )
@@ -297,7 +300,7 @@ class Cluster(Topology):
             node = Node(
                 self.root / f"node{i}", cluster_port(),
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "2000"],
+                 "--cluster-node-timeout", str(self.patience_ms or 2000)],
             )  # fmt: skip
             self.nodes.append(node)
             node.start()
@@ -389,6 +392,6 @@ TOPOLOGIES: dict[str, type[Topology]] = {
 
 
 @contextlib.contextmanager
-def running(kind: str) -> Iterator[Topology]:
-    with TOPOLOGIES[kind]() as topology:
+def running(kind: str, *, patience_ms: int = 0) -> Iterator[Topology]:
+    with TOPOLOGIES[kind](patience_ms=patience_ms) as topology:
         yield topology

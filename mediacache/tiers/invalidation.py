@@ -74,12 +74,13 @@ class InvalidationListener:
                 try:
                     await self._follow(client)
                 except (redis.RedisError, OSError, TimeoutError, Gap) as exc:
+                    # A subscription that worked: retry at once; else back off (Redis
+                    # down, a failover under way), up to 5 s between attempts.
+                    backoff = 0.1 if self.node is not None else min(backoff * 2, 5.0)
+                    self.node = None
                     self._gap()
                     logger.warning("[MEDIA CACHE] invalidation channel lost: %r", exc)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                else:
-                    backoff = 0.1
         finally:
             await client.aclose()
 
