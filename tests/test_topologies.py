@@ -94,12 +94,17 @@ def replica(topology: Topology, **overrides: object) -> Iterator[Replica]:
         yield Replica(engine, server, app)
 
 
-def tier_on(topology: Topology, **kwargs: float) -> RedisTier:
+def topology_of(topology: Topology) -> RedisTopology:
+    """What the engine makes of the topology's settings."""
     from mediacache.core.settings import MediaSettings
 
     found = RedisTopology.from_settings(MediaSettings(**engine_settings(topology)))
     assert found is not None
-    return RedisTier(found, timeout=kwargs.get("timeout", 1.0), retry_after=1.0,
+    return found
+
+
+def tier_on(topology: Topology, **kwargs: float) -> RedisTier:
+    return RedisTier(topology_of(topology), timeout=kwargs.get("timeout", 1.0), retry_after=1.0,
                      heartbeat=kwargs.get("heartbeat", 0.5))  # fmt: skip
 
 
@@ -118,6 +123,25 @@ def test_every_key_of_an_object_shares_one_slot(redis_on: Topology) -> None:
     for media_hash in ("AbCdEfGhIjKlMnOpQrStUv", "AbCdEfGhIjKlMnOpQrStUv/original"):
         keys = [codec.redis_key(media_hash), codec.tail_key(media_hash), lock_key(media_hash)]
         assert len({key_slot(k.encode()) for k in keys}) == 1
+
+
+def test_a_purge_also_drops_the_keys_of_the_previous_format(redis_on: Topology) -> None:
+    """During a rolling upgrade, replicas of the previous version still read
+    ``media:HASH``: a purge from this version must not leave the object there."""
+    from mediacache.tiers.redis import RedisWriter
+
+    media_hash = "UpgradedPurge000000001"
+    client = redis_on.client()
+    writer = RedisWriter(topology_of(redis_on), timeout=1.0, tombstone_ttl=60)
+    try:
+        for legacy in codec.legacy_keys(media_hash):
+            client.set(legacy, b"MC1...")
+        assert writer.delete(media_hash)
+        assert [client.exists(k) for k in codec.legacy_keys(media_hash)] == [0, 0]
+        assert client.get(codec.redis_key(media_hash)) == codec.TOMBSTONE
+    finally:
+        writer.client.close()
+        client.close()
 
 
 def test_big_values_are_split_and_read_back_whole(redis_on: Topology) -> None:

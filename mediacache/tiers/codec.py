@@ -49,6 +49,13 @@ def tail_key(media_hash: str) -> str:
     return f"media:{{{media_hash}}}{TAIL_SUFFIX}"
 
 
+def legacy_keys(media_hash: str) -> tuple[str, str]:
+    """The keys of the format before hash tags (``media:HASH``, ``media:HASH:t``): a purge
+    deletes them too, so replicas of the previous version, during a rolling upgrade,
+    stop serving a deleted object from them."""
+    return f"media:{media_hash}", f"media:{media_hash}{TAIL_SUFFIX}"
+
+
 def size_class_floor(n: int) -> int:
     """The largest jemalloc size class not above ``n`` (classes: 4 per power of two)."""
     if n <= 4096:

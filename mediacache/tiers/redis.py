@@ -268,6 +268,8 @@ class RedisWriter:
             else:
                 pipe.delete(codec.redis_key(media_hash))
                 pipe.delete(codec.tail_key(media_hash))  # one key per DEL: cluster pipelines
+            for legacy in codec.legacy_keys(media_hash):  # other slots: a DEL each
+                pipe.delete(legacy)
             pipe.execute()
             # Not in the pipeline: a cluster pipeline refuses PUBLISH (it has no key).
             self.client.publish(INVALIDATION_CHANNEL, media_hash)
