@@ -131,7 +131,7 @@ def render(report: dict[str, Any]) -> str:
     source = report["source"]
     rows = [
         ("window", f"last {report['window_minutes']} min"),
-        ("counted by", "every process, through Redis" if source == "redis" else
+        ("counted by", "every process of every replica, through Redis" if source == "redis" else
                        f"the processes on this machine (no REDIS_URL), in {source}"),
     ]  # fmt: skip
     if not report["recorded"]:
