@@ -30,7 +30,7 @@ from mediacache.tiers.invalidation import InvalidationListener
 from mediacache.tiers.redis import RedisTier, lock_key
 from mediacache.tiers.singleflight import SingleFlight
 from mediacache.tiers.topology import RedisTopology
-from tests.conftest import upload
+from tests.conftest import s3_storage_settings, upload
 from tests.faults import FaultProxy
 from tests.redis_topologies import Cluster, Topology, running, slowed
 from tests.servers import RunningServer, serve_asgi
@@ -88,7 +88,8 @@ def replica(topology: Topology, **overrides: object) -> Iterator[Replica]:
     from config.asgi import build_application
     from mediacache.engine import Engine
 
-    engine = Engine.from_django(**engine_settings(topology, **overrides))
+    store = overrides.pop("store", None)
+    engine = Engine.from_django(store=store, **engine_settings(topology, **overrides))  # type: ignore[arg-type]
     app = build_application(engine)
     with serve_asgi(app) as server:
         yield Replica(engine, server, app)
@@ -215,6 +216,56 @@ def test_stampede_of_200_cold_requests_across_two_replicas_reads_s3_once(
         record_property(f"stampede_s3_gets_{redis_on.kind}", gets)
         print(f"\n[{redis_on.kind}] 200 cold GETs over 2 replicas: {gets} S3 GET(s)")
         assert gets == 1
+
+
+def test_a_lost_lock_costs_one_more_store_read_never_a_wrong_byte(
+    redis_on: Topology, api, s3_server, record_property
+) -> None:
+    """Replica A reads a cold object from a slow S3 (300 ms a hop, through the fault
+    proxy) holding the fetch lock; the lock vanishes (a failover lost it); 50 requests
+    then arrive at both replicas. B takes the lock and reads S3 too: two S3 GETs in
+    all, one more than with the lock, and every body right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.files.storage import storages
+
+    from mediacache.store import S3Store
+
+    body = os.urandom(70_000)
+    created = upload(api, body, "lost-lock.bin")
+    proxy = FaultProxy(int(s3_server.url.rsplit(":", 1)[1])).start()
+    try:
+        slow = S3Store(
+            storages.create_storage(s3_storage_settings(f"http://127.0.0.1:{proxy.port}"))
+        )
+        with (
+            replica(redis_on, store=slow, REDIS_TIMEOUT=2.0) as a,
+            replica(redis_on, store=slow, REDIS_TIMEOUT=2.0) as b,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            path = f"/media/{created['media_hash']}"
+            proxy.set_latency(0.3)
+            s3_server.start_recording()
+            first = pool.submit(httpx.get, f"{a.url}{path}", timeout=30)
+            client = redis_on.client()
+            try:
+                deadline = time.monotonic() + 10
+                while not client.exists(lock_key(created["media_hash"])):
+                    assert time.monotonic() < deadline, "replica A never took the lock"
+                    time.sleep(0.005)
+                assert client.delete(lock_key(created["media_hash"])) == 1  # lost
+            finally:
+                client.close()
+            responses = asyncio.run(_burst([f"{(a, b)[i % 2].url}{path}" for i in range(50)]))
+            responses.append(first.result())
+            assert [r.status_code for r in responses] == [200] * 51
+            assert all(r.content == body for r in responses)
+            gets = s3_gets(s3_server)
+    finally:
+        proxy.stop()
+    record_property(f"lost_lock_s3_gets_{redis_on.kind}", gets)
+    print(f"\n[{redis_on.kind}] lock lost mid-read, 51 requests over 2 replicas: {gets} S3 GETs")
+    assert gets == 2
 
 
 def test_delete_through_one_replica_is_404_on_the_other_at_once(
