@@ -135,6 +135,7 @@ def test_master_killed_under_load_no_error_no_wrong_byte(
             for service in replicas.services:
                 probe_tally.check(httpx.get(f"{service.url}/media/{media_hash}"), body)
         assert _probe(replicas, probes, probe_tally), "Redis hits before the fault"
+        s3_server.start_recording()
         with Load(replicas, hot, cold) as load:
             time.sleep(2.0)
             killed, killed_at = _kill_a_master(topology)
@@ -164,6 +165,10 @@ def test_master_killed_under_load_no_error_no_wrong_byte(
                     service.log.read_text()
                 )
         tally = load.tally
+        per_object = Counter(
+            r["url"].split("?")[0] for r in s3_server.recorded()
+            if r["method"] == "GET" and "/moto-api/" not in r["url"]
+        )  # fmt: skip
     recovery = recovered_at - killed_at
     after_restart = None if restarted_at is None else recovered_at - restarted_at
     statuses = tally.statuses + probe_tally.statuses
@@ -172,6 +177,8 @@ def test_master_killed_under_load_no_error_no_wrong_byte(
         "requests": served, "statuses": dict(statuses), "errors": len(tally.errors),
         "wrong_bytes": tally.wrong_bytes + probe_tally.wrong_bytes,
         "recovery_s": round(recovery, 1),
+        "s3_gets": sum(per_object.values()), "s3_objects": len(per_object),
+        "s3_gets_max_per_object": max(per_object.values(), default=0),
         "after_cluster_ok_s": None if after_restart is None else round(after_restart, 1),
     })  # fmt: skip
     print("\n" + " ".join(f"{at:+.1f}{'H' if hit else 'm'}" for at, hit in timeline))
@@ -186,7 +193,9 @@ def test_master_killed_under_load_no_error_no_wrong_byte(
     print(f"\n[{kind}] master killed under load: {served} requests, statuses {dict(statuses)}, "
           f"{len(tally.errors)} transport errors, "
           f"{tally.wrong_bytes + probe_tally.wrong_bytes} wrong bodies; "
-          f"Redis hits back {recovery:.1f} s after the kill{extra}")  # fmt: skip
+          f"Redis hits back {recovery:.1f} s after the kill{extra}; "
+          f"S3 GETs {sum(per_object.values())} for {len(per_object)} objects, "
+          f"at most {max(per_object.values(), default=0)} for one")  # fmt: skip
     assert tally.errors == []
     assert tally.wrong_bytes + probe_tally.wrong_bytes == 0
     assert set(statuses) == {200}
