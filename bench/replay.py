@@ -255,10 +255,12 @@ def replay_budget(
     seconds = time.monotonic() - t0
     recorded = recorder.stop()
     s3_gets = sum(1 for r in recorded if r.get("method") == "GET" and BUCKET in r.get("url", ""))
+    from mediacache.tiers.codec import redis_key  # the format the service writes
+
     client = redis.Redis.from_url(redis_url)
     stats, memory = client.info("stats"), client.info("memory")
     resident = sum(
-        client.exists(*[f"media:{n.media_hash}" for n in notes[i : i + 500]])
+        client.exists(*[redis_key(n.media_hash) for n in notes[i : i + 500]])
         for i in range(0, len(notes), 500)
     )
     client.close()

@@ -517,7 +517,7 @@ def memory_run(
 ) -> None:
     """Flush Redis, warm every object through GETs, compare used_memory with the raw bytes.
 
-    Agnostic of the value layout: every key under ``media:{hash}`` (one value, or
+    Agnostic of the value layout: every key under ``media:{HASH}`` (one value, or
     a head and a tail) counts toward its object.
     """
     client = redis.Redis.from_url(stack.redis_url)
@@ -526,7 +526,9 @@ def memory_run(
     before = client.info("memory")
     t0 = time.monotonic()
     asyncio.run(_warm_all(service.port, bulk, concurrency=8))
-    heads = [f"media:{obj.media_hash}" for obj in bulk]
+    from mediacache.tiers.codec import redis_key  # the format the service writes
+
+    heads = [redis_key(obj.media_hash) for obj in bulk]
     deadline = time.monotonic() + 30
     while (
         sum(client.exists(*heads[i : i + 500]) for i in range(0, len(heads), 500)) < len(heads)

@@ -247,6 +247,11 @@ STORAGES = {
 
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 REDIS_URL = env.str("REDIS_URL")
+# Sentinel and Cluster (README, "Redis topologies"): read under their own names, not MEDIA_*.
+_REDIS_NAMES = (
+    "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_CLUSTER_NODES", "REDIS_USERNAME",
+    "REDIS_PASSWORD", "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD", "REDIS_DB",
+)  # fmt: skip
 
 # Every engine setting (mediacache.MediaSettings: its keys, types and defaults) comes from
 # MEDIA_<KEY>, read by config.env.media_settings; only the names and the defaults where
@@ -261,6 +266,7 @@ MEDIACACHE = env.media_settings(
         # Proxies whose X-Forwarded-For is believed (CIDRs; scripts/serve.sh gives uvicorn
         # the same list): the client is the rightmost address not in them.
         "TRUSTED_PROXIES": "TRUSTED_PROXIES",
+        **{name: name for name in _REDIS_NAMES},
     },
     defaults={
         # The service's workers freeze their start-up objects out of the collector

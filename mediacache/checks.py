@@ -8,6 +8,7 @@ from django.core import checks
 
 from mediacache.core.settings import media_settings, unknown_keys
 from mediacache.edge import config_problems
+from mediacache.tiers.topology import RedisTopology, TopologyError
 
 
 @checks.register("mediacache")
@@ -19,6 +20,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.append(
             checks.Error(f"MEDIACACHE[{key!r}] is not a setting", hint=hint, id="mediacache.E004")
         )
+    if not errors:
+        try:
+            RedisTopology.from_settings(media_settings())
+        except TopologyError as exc:
+            errors.append(
+                checks.Error(
+                    f"Redis settings: {exc}",
+                    hint="README, Redis topologies: one of REDIS_URL, REDIS_SENTINELS (with "
+                    "REDIS_SENTINEL_MASTER) or REDIS_CLUSTER_NODES.",
+                    id="mediacache.E005",
+                )
+            )
     return errors
 
 
@@ -31,6 +44,6 @@ def check_edge(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessa
     except TypeError:  # a bad MEDIACACHE key: check_settings names it
         return []
     return [
-        checks.Error(problem, hint="See the README's edge section.", id="mediacache.E005")
+        checks.Error(problem, hint="See the README's edge section.", id="mediacache.E006")
         for problem in problems
     ]

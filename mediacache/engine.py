@@ -26,6 +26,7 @@ from mediacache.tiers.lookup import MediaService, Resolver
 from mediacache.tiers.lru import BytesLRU
 from mediacache.tiers.redis import RedisTier, RedisWriter
 from mediacache.tiers.results import cache_ttl
+from mediacache.tiers.topology import RedisTopology, used_memory
 
 logger = logging.getLogger("mediacache.engine")
 
@@ -37,7 +38,7 @@ class Engine:
             self.__dict__["store"] = store  # fills the cached_property
         # Without Redis the in-process tier is the only cache, so it keeps objects
         # as long as Redis would; with Redis it is a short-lived hot front.
-        ttl = settings.L1_TTL if settings.REDIS_URL else float(settings.CACHE_TTL)
+        ttl = settings.L1_TTL if settings.has_redis else float(settings.CACHE_TTL)
         self.l1 = BytesLRU(settings.L1_BYTES, ttl, max_item_bytes=settings.CACHE_MAX_OBJECT_BYTES)
         self.executor = ThreadPoolExecutor(
             max_workers=settings.STORE_THREADS, thread_name_prefix="mediacache"
@@ -72,11 +73,16 @@ class Engine:
         return resolver
 
     @cached_property
+    def redis_topology(self) -> RedisTopology | None:
+        """Standalone, Sentinel or Cluster, from the settings; None without Redis."""
+        return RedisTopology.from_settings(self.settings)
+
+    @cached_property
     def writer(self) -> RedisWriter | None:
-        if not self.settings.REDIS_URL:
+        if self.redis_topology is None:
             return None
         return RedisWriter(
-            self.settings.REDIS_URL,
+            self.redis_topology,
             timeout=self.settings.REDIS_TIMEOUT,
             # Outlasts any fill that raced the delete (fills never overwrite it).
             tombstone_ttl=max(
@@ -108,18 +114,19 @@ class Engine:
         if self.writer is None:
             return None
         try:
-            return int(self.writer.client.info("memory")["used_memory"])
+            return used_memory(self.writer.client)
         except Exception:
             return None
 
     def build_service(self) -> MediaService:
         """A service for one event loop (async Redis clients are bound to their loop)."""
         redis = None
-        if self.settings.REDIS_URL:
+        if self.redis_topology is not None:
             redis = RedisTier(
-                self.settings.REDIS_URL,
+                self.redis_topology,
                 timeout=self.settings.REDIS_TIMEOUT,
                 retry_after=self.settings.REDIS_RETRY_AFTER,
+                heartbeat=self.settings.INVALIDATION_HEARTBEAT,
             )
         return MediaService(
             self.settings,

@@ -238,6 +238,17 @@ def summarize(
     return {"values": values, "text": text}
 
 
+def _stats_scope(engine: Any) -> str:
+    """Whose counts the page shows: never one replica's view passed off as the whole."""
+    topology = engine.redis_topology
+    if engine.writer is None or topology is None:
+        return "The processes on this machine (no Redis: other replicas are not counted)."
+    return (
+        f"All replicas and their workers, counted through Redis ({topology.describe()}; "
+        "memory summed over its masters)."
+    )
+
+
 def _page(
     request: HttpRequest,
     *,
@@ -269,6 +280,7 @@ def _page(
     ]
     context = {
         "tiles": tiles,
+        "stats_scope": _stats_scope(engine),
         "stats_error": stats_error,
         "rows": recent_rows(),
         "uploaded": Row(uploaded, "") if uploaded else None,

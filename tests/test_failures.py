@@ -12,6 +12,7 @@ import hashlib
 import httpx
 import pytest
 
+from mediacache.tiers.codec import redis_key
 from tests.conftest import s3_storage_settings, upload
 from tests.servers import RedisProcess, free_port, serve_asgi
 
@@ -104,4 +105,4 @@ def test_large_objects_stream_from_the_store_and_are_not_cached(api, redis_clien
         head = httpx.head(url)
         assert head.headers["content-length"] == str(len(body))
         assert head.content == b""
-    assert redis_client.get(f"media:{created['media_hash']}") is None
+    assert redis_client.get(redis_key(created["media_hash"])) is None

@@ -89,6 +89,7 @@ def test_page_renders_for_staff(staff_client):
     assert 'name="csrfmiddlewaretoken"' in html
     assert html.count('data-chart="') == 4
     assert "Nothing uploaded yet." in html
+    assert "All replicas and their workers, counted through Redis (standalone" in html
 
 
 # --- uploads -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from mediacache.tiers.codec import redis_key
 from tests.conftest import BUCKET, s3_storage_settings, upload
 from tests.servers import free_port
 
@@ -73,7 +74,7 @@ def test_cached_ttl_never_outlives_the_object(api, voice_note, redis_client):
     assert response.headers["cache-control"].startswith("public, max-age=")
     max_age = response.headers["cache-control"].split(", ")[1].removeprefix("max-age=")
     assert int(max_age) <= 3600
-    key = f"media:{created['media_hash']}"
+    key = redis_key(created["media_hash"])
     wait_for_key(redis_client, key)
     assert 0 < redis_client.ttl(key) <= 3600
 
@@ -84,13 +85,13 @@ def test_delete_is_404_at_once_even_right_after_a_hit(api, voice_note, redis_cli
     created = upload(api, voice_note, "voice.ogg")
     object_key = MessageAttachment.objects.get(pk=created["id"]).file.name
     assert httpx.get(created["short_url"]).headers["x-cache"] == "MISS"
-    wait_for_key(redis_client, f"media:{created['media_hash']}")
+    wait_for_key(redis_client, redis_key(created["media_hash"]))
     assert httpx.get(created["short_url"]).headers["x-cache"] == "HIT"
 
     assert api.delete(f"/api/attachments/{created['id']}").status_code == 204
 
     assert httpx.get(created["short_url"]).status_code == 404
-    assert redis_client.get(f"media:{created['media_hash']}") in (None, b"MC0")
+    assert redis_client.get(redis_key(created["media_hash"])) in (None, b"MC0")
     assert api.get(f"/api/attachments/{created['id']}").status_code == 404
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix=object_key).get("KeyCount") == 0
 
@@ -174,8 +175,8 @@ def test_purge_deletes_expired_files_and_marks_rows(attachments, local_store, re
         assert (local_store / row.file.name).read_bytes() == b"x" * 10
     old = attachments["old1"].media_hash
     # A tombstone, not the bytes: a fill racing the purge cannot bring them back.
-    assert redis_client.keys(f"media:{old}*") == [f"media:{old}".encode()]
-    assert redis_client.get(f"media:{old}") == b"MC0"
+    assert redis_client.keys(f"media:{{{old}}}*") == [redis_key(old).encode()]
+    assert redis_client.get(redis_key(old)) == b"MC0"
     assert get_engine().l1.get(old) is None
     # Emptied day directories go; the prefix directory uploads write into stays.
     assert not (local_store / "chat/2026/10").exists()
@@ -203,7 +204,7 @@ def test_purge_dry_run_changes_nothing(attachments, local_store, redis_client):
         row.refresh_from_db()
         assert (row.purged_at is None) == (row is not attachments["done"])
     assert (local_store / attachments["old1"].file.name).exists()
-    assert redis_client.keys(f"media:{attachments['old1'].media_hash}*") != []
+    assert redis_client.keys(redis_key(attachments["old1"].media_hash) + "*") != []
 
 
 def test_purge_in_small_batches(attachments, local_store):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from mediacache.tiers.codec import redis_key
 from tests.conftest import upload
 from tests.media import HTML, pdf, png
 
@@ -42,7 +43,7 @@ def test_hit_from_redis_when_l1_is_cold(api, voice, voice_note, redis_client):
     response = httpx.get(voice["short_url"])
     assert response.headers["x-cache"] == "HIT"
     assert response.content == voice_note
-    ttl = redis_client.ttl(f"media:{voice['media_hash']}")
+    ttl = redis_client.ttl(redis_key(voice["media_hash"]))
     assert 0 < ttl <= 7 * 24 * 3600
 
 
@@ -121,7 +122,7 @@ def test_malformed_hash_is_404(live, path):
 def test_unknown_hash_is_404_and_remembered(live, redis_client):
     unknown = "A" * 22
     assert httpx.get(f"{live.url}/media/{unknown}").status_code == 404
-    assert redis_client.get(f"media:{unknown}") == b"MC0"
+    assert redis_client.get(redis_key(unknown)) == b"MC0"
     assert httpx.get(f"{live.url}/media/{unknown}").status_code == 404
 
 

@@ -10,6 +10,7 @@ import httpx
 import redis
 from django.conf import settings
 
+from mediacache.tiers.codec import redis_key, tail_key
 from tests.conftest import upload
 from tests.servers import RedisProcess
 from tests.test_failures import serve_engine
@@ -86,10 +87,10 @@ def test_big_values_are_split_and_read_back_whole(api, redis_client):
         hit = httpx.get(url)
         assert hit.headers["x-cache"] == "HIT"
         assert hit.content == body
-        assert redis_client.exists(f"media:{created['media_hash']}:t")
+        assert redis_client.exists(tail_key(created["media_hash"]))
         # One half evicted: a miss and a refill, never a truncated body.
-        redis_client.delete(f"media:{created['media_hash']}:t")
+        redis_client.delete(tail_key(created["media_hash"]))
         again = httpx.get(url)
         assert again.headers["x-cache"] == "MISS"
         assert again.content == body
-    assert settings.MEDIACACHE["CACHE_TTL"] >= redis_client.ttl(f"media:{created['media_hash']}")
+    assert settings.MEDIACACHE["CACHE_TTL"] >= redis_client.ttl(redis_key(created["media_hash"]))

@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from evolution import payloads
+from mediacache.tiers.codec import redis_key
 from tests.conftest import BUCKET, upload
 from tests.media import png
 from tests.media_gen import AUDIO_FORMATS, audio, decoded, file_name, image, video_mp4
@@ -81,7 +82,7 @@ def test_original_is_cached_apart_from_the_variant(api, redis_client):
     assert again.headers["x-cache"] == "HIT"
     assert again.content == body
     assert original.headers["etag"] != variant.headers["etag"]
-    assert redis_client.exists(f"media:{media_hash}", f"media:{media_hash}/original") == 2
+    assert redis_client.exists(redis_key(media_hash), redis_key(f"{media_hash}/original")) == 2
 
 
 def test_undecodable_audio_is_refused_and_nothing_is_stored(api, s3):

@@ -32,7 +32,22 @@ class MediaSettings:
     STORE_THREADS: int = 16
     STREAM_CHUNK_BYTES: int = 256 * 1024
     # -- cache tiers
+    # One Redis topology (mediacache.tiers.topology): a standalone server by URL, a
+    # master found through Sentinel, or a Cluster by its seed nodes (host:port each).
     REDIS_URL: str = ""
+    REDIS_SENTINELS: Sequence[str] = ()
+    REDIS_SENTINEL_MASTER: str = ""
+    REDIS_CLUSTER_NODES: Sequence[str] = ()
+    # Credentials of the data nodes under Sentinel or Cluster (a standalone URL carries its
+    # own), and of the sentinels themselves; the database number under Sentinel.
+    REDIS_USERNAME: str = ""
+    REDIS_PASSWORD: str = ""
+    REDIS_SENTINEL_USERNAME: str = ""
+    REDIS_SENTINEL_PASSWORD: str = ""
+    REDIS_DB: int = 0
+    # Seconds between the heartbeats each process sends itself through the invalidation
+    # channel; one not back within three of them is a gap (L1 flushed, subscription renewed).
+    INVALIDATION_HEARTBEAT: float = 0.5
     REDIS_TIMEOUT: float = 0.1
     REDIS_RETRY_AFTER: float = 1.0
     CACHE_TTL: int = 7 * 24 * 3600
@@ -93,6 +108,11 @@ class MediaSettings:
     IMAGE_MAX_SIDE: int = 4096
     VIDEO_MAX_BYTES: int = 16 * 1024 * 1024
     DOCUMENT_MAX_BYTES: int = 100 * 1024 * 1024
+
+    @property
+    def has_redis(self) -> bool:
+        """Whether a Redis topology is configured (else L1 is the only cache)."""
+        return bool(self.REDIS_URL or self.REDIS_SENTINELS or self.REDIS_CLUSTER_NODES)
 
     @property
     def retention(self) -> timedelta:

@@ -35,6 +35,7 @@ from mediacache.core.counters import LATENCY_BUCKETS, OUTCOMES, Snapshot
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.cluster import RedisCluster
 
 KEY_PREFIX = "mediacache:stats:"
 KEEP_SECONDS = 2 * 24 * 3600
@@ -140,7 +141,7 @@ def _decode(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
 class RedisSeries:
     """The shared buckets, through a blocking redis-py client."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self.client = client
 
     def add(self, snapshot: Snapshot, now: float, redis_used_memory: int | None) -> None:

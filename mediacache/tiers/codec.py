@@ -4,8 +4,12 @@
 (nothing executable comes out of Redis), no base64 (no 33% overhead). A
 remembered 404 is the 3-byte tombstone ``MC0`` under the same key.
 
-Values over 32 KiB are split in two keys, ``media:{hash}`` and ``media:{hash}:t``,
-read together with one MGET. Redis takes big arguments straight from its query
+Values over 32 KiB are split in two keys, ``media:{HASH}`` and ``media:{HASH}:t``,
+read together with one MGET. The braces are literal: a Redis Cluster hash tag, so both
+keys (and the fetch lock, ``mediacache:fetching:{HASH}``) live in one slot and the MGET,
+the fill pipeline and the unlock script work on a cluster too. Keys of the previous
+format (``media:HASH``, no braces) are never read again: after an upgrade they are
+cache misses, and expire on their own TTL. Redis takes big arguments straight from its query
 buffer, and jemalloc rounds every allocation up to a size class spaced a quarter
 of a power of two apart: a 50 KB value lands in a 56 KiB class and wastes 15%.
 Cutting the head just under a class boundary puts it in an exact class and the
@@ -38,11 +42,18 @@ class CorruptEntry(ValueError):
 
 
 def redis_key(media_hash: str) -> str:
-    return f"media:{media_hash}"
+    return f"media:{{{media_hash}}}"
 
 
 def tail_key(media_hash: str) -> str:
-    return f"media:{media_hash}{TAIL_SUFFIX}"
+    return f"media:{{{media_hash}}}{TAIL_SUFFIX}"
+
+
+def legacy_keys(media_hash: str) -> tuple[str, str]:
+    """The keys of the format before hash tags (``media:HASH``, ``media:HASH:t``): a purge
+    deletes them too, so replicas of the previous version, during a rolling upgrade,
+    stop serving a deleted object from them."""
+    return f"media:{media_hash}", f"media:{media_hash}{TAIL_SUFFIX}"
 
 
 def size_class_floor(n: int) -> int:

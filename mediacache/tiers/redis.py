@@ -16,30 +16,35 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import redis
-import redis.asyncio as aioredis
 import redis.asyncio.client
+import redis.asyncio.cluster
 import redis.client
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+import redis.cluster
 
 from mediacache.core.counters import STATS
 from mediacache.core.headers import build_cached
 from mediacache.core.objects import CachedMedia
 from mediacache.tiers import codec
+from mediacache.tiers.invalidation import INVALIDATION_CHANNEL, InvalidationListener
+from mediacache.tiers.topology import RedisTopology, SyncClient
 
 logger = logging.getLogger("mediacache.redis")
 
-# Deletions are announced here so every process drops its L1 copy at once.
-INVALIDATION_CHANNEL = "mediacache:invalidate"
 _ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError, codec.CorruptEntry)
 # Release a single-flight lock only if it is still ours.
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
-_Pipeline = TypeVar("_Pipeline", redis.client.Pipeline, redis.asyncio.client.Pipeline)
+_Pipeline = TypeVar(
+    "_Pipeline",
+    bound=redis.client.Pipeline
+    | redis.asyncio.client.Pipeline
+    | redis.cluster.ClusterPipeline
+    | redis.asyncio.cluster.ClusterPipeline,
+)
 
 
 def lock_key(media_hash: str) -> str:
-    return f"mediacache:fetching:{media_hash}"
+    """The object's fetch lock: the same hash tag as its cache keys (one cluster slot)."""
+    return f"mediacache:fetching:{{{media_hash}}}"
 
 
 class CircuitBreaker:
@@ -76,19 +81,26 @@ class CircuitBreaker:
 
 
 class RedisTier:
-    """Async access for the serving path."""
+    """Async access for the serving path, on any topology (``topology``)."""
 
-    def __init__(self, url: str, *, timeout: float, retry_after: float) -> None:
-        self.url = url
+    def __init__(
+        self,
+        topology: RedisTopology | str,
+        *,
+        timeout: float,
+        retry_after: float,
+        heartbeat: float = 0.5,
+    ) -> None:
+        if isinstance(topology, str):
+            topology = RedisTopology("standalone", url=topology)
+        self.topology = topology
         self.timeout = timeout
+        self.heartbeat = heartbeat
         self.breaker = CircuitBreaker(retry_after)
-        self.client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=AsyncRetry(NoBackoff(), 0),
-            max_connections=256,
+        self.client = topology.async_client(
+            timeout=timeout, connect_timeout=timeout, max_connections=256
         )
+        self.listener: InvalidationListener | None = None
 
     async def get(
         self, media_hash: str, *, past_breaker: bool = False
@@ -173,39 +185,16 @@ class RedisTier:
     async def listen_for_invalidations(
         self, on_invalidate: Callable[[str], None], on_gap: Callable[[], None]
     ) -> None:
-        """Run forever: call ``on_invalidate(hash)`` per announced deletion.
-
-        ``on_gap`` runs whenever messages may have been missed (not yet subscribed,
-        connection lost), so the caller can drop everything it cached meanwhile.
-        """
-        client = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=max(self.timeout, 1.0),
-            retry=AsyncRetry(NoBackoff(), 0),
+        """Run forever: call ``on_invalidate(hash)`` per announced deletion, and
+        ``on_gap()`` whenever messages may have been missed (:mod:`.invalidation`)."""
+        self.listener = InvalidationListener(
+            self.topology,
+            on_invalidate=on_invalidate,
+            on_gap=on_gap,
+            heartbeat=self.heartbeat,
+            timeout=self.timeout,
         )
-        backoff = 0.1
-        try:
-            while True:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                try:
-                    await pubsub.subscribe(INVALIDATION_CHANNEL)
-                    on_gap()  # whatever was announced before this point is lost to us
-                    backoff = 0.1
-                    while True:
-                        message = await pubsub.get_message(timeout=5.0)
-                        if message is None:
-                            await pubsub.ping()  # a dead connection shows up here
-                        elif message["type"] == "message":
-                            on_invalidate(message["data"].decode())
-                except (redis.RedisError, OSError) as exc:
-                    on_gap()
-                    logger.warning("[MEDIA CACHE] invalidation channel lost: %r", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                finally:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
-        finally:
-            await client.aclose()
+        await self.listener.run()
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -228,13 +217,15 @@ def _queue_set(
 class RedisWriter:
     """Blocking access for the write side (warm after upload, purge on delete)."""
 
-    def __init__(self, url: str, *, timeout: float, tombstone_ttl: int) -> None:
+    def __init__(
+        self, topology: RedisTopology | str, *, timeout: float, tombstone_ttl: int
+    ) -> None:
+        if isinstance(topology, str):
+            topology = RedisTopology("standalone", url=topology)
+        self.topology = topology
         self.tombstone_ttl = tombstone_ttl
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=max(timeout, 1.0),
-            socket_connect_timeout=max(timeout, 1.0),
-            retry=Retry(NoBackoff(), 0),
+        self.client: SyncClient = topology.sync_client(
+            timeout=max(timeout, 1.0), connect_timeout=max(timeout, 1.0)
         )
 
     def put(self, entry: CachedMedia, ttl: int) -> bool:
@@ -275,9 +266,13 @@ class RedisWriter:
                 pipe.set(codec.redis_key(media_hash), codec.TOMBSTONE, ex=self.tombstone_ttl)
                 pipe.delete(codec.tail_key(media_hash))
             else:
-                pipe.delete(codec.redis_key(media_hash), codec.tail_key(media_hash))
-            pipe.publish(INVALIDATION_CHANNEL, media_hash)
+                pipe.delete(codec.redis_key(media_hash))
+                pipe.delete(codec.tail_key(media_hash))  # one key per DEL: cluster pipelines
+            for legacy in codec.legacy_keys(media_hash):  # other slots: a DEL each
+                pipe.delete(legacy)
             pipe.execute()
+            # Not in the pipeline: a cluster pipeline refuses PUBLISH (it has no key).
+            self.client.publish(INVALIDATION_CHANNEL, media_hash)
             return True
         except (redis.RedisError, OSError) as exc:
             what = "purge" if tombstone else "refresh"

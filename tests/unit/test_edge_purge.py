@@ -246,7 +246,7 @@ def test_the_system_check_reports_a_broken_edge_config(settings):
 
     settings.MEDIACACHE = {**getattr(settings, "MEDIACACHE", {}), "EDGE_PURGE": "varnish"}
     (error,) = check_edge()
-    assert error.id == "mediacache.E005"
+    assert error.id == "mediacache.E006"
     assert "EDGE_PURGE_URLS" in error.msg
 
 

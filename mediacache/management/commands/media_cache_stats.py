@@ -20,6 +20,7 @@ from mediacache.core.counters import OUTCOMES
 from mediacache.engine import Engine, get_engine
 from mediacache.observability.timeseries import FileSeries, StatsFileError
 from mediacache.registry import media_model
+from mediacache.tiers.topology import memory_info
 
 _SCAN_LIMIT = 1_000_000
 
@@ -99,8 +100,9 @@ def _redis_report(engine: Engine) -> dict[str, Any] | None:
         return None
     client = engine.writer.client
     try:
-        memory = client.info("memory")
+        memory = memory_info(client)  # a cluster: summed over its masters
         objects = 0
+        # On a cluster scan_iter walks every master in turn.
         for key in client.scan_iter(match="media:*", count=1000):
             if not key.endswith(b":t"):  # the tail of a split value is not an object
                 objects += 1
@@ -108,10 +110,13 @@ def _redis_report(engine: Engine) -> dict[str, Any] | None:
                 break
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+    assert engine.redis_topology is not None
     return {
         "used_memory": memory["used_memory"],
-        "used_memory_human": memory.get("used_memory_human"),
-        "maxmemory": memory.get("maxmemory"),
+        "used_memory_human": f"{memory['used_memory'] / 1048576:.2f}M",
+        "maxmemory": memory["maxmemory"],
+        "masters": memory["masters"],
+        "topology": engine.redis_topology.describe(),
         "media_keys": objects,
     }
 
@@ -126,7 +131,7 @@ def render(report: dict[str, Any]) -> str:
     source = report["source"]
     rows = [
         ("window", f"last {report['window_minutes']} min"),
-        ("counted by", "every process, through Redis" if source == "redis" else
+        ("counted by", "every process of every replica, through Redis" if source == "redis" else
                        f"the processes on this machine (no REDIS_URL), in {source}"),
     ]  # fmt: skip
     if not report["recorded"]:
@@ -150,6 +155,7 @@ def render(report: dict[str, Any]) -> str:
         rows.append(("Redis", f"unreachable: {redis['error']}"))
     else:
         memory = f"{redis['used_memory_human']} ({redis['used_memory']:,} B)   (aim < 500 MB)"
+        rows.append(("Redis", f"{redis['topology']} ({redis['masters']} master(s), summed)"))
         rows.append(("Redis used_memory", memory))
         rows.append(("media keys in Redis", f"{redis['media_keys']:,}"))
     expiring = report["expiring_24h"]

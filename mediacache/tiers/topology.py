@@ -1,0 +1,207 @@
+"""Which Redis the tiers talk to, and the one place their clients are built.
+
+Three topologies, chosen by the settings: a standalone server (``REDIS_URL``), a
+master watched by Sentinel (``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``: the
+client asks the sentinels where the master is at each new connection, so it follows
+a failover), and Redis Cluster (``REDIS_CLUSTER_NODES``: the client learns the slot
+map from any node and follows MOVED). Everything above this module uses the same
+commands on all three: the keys of one object share a hash tag (``codec``), so every
+multi-key command, pipeline and script touches one slot.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.client
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from mediacache.core.settings import MediaSettings
+
+Kind = Literal["standalone", "sentinel", "cluster"]
+AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+
+
+class TopologyError(ValueError):
+    """The Redis settings contradict each other or are incomplete."""
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise TopologyError(f"expected host:port, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTopology:
+    kind: Kind
+    url: str = ""
+    nodes: tuple[tuple[str, int], ...] = ()  # sentinels, or cluster seed nodes
+    master: str = ""
+    username: str = ""
+    password: str = ""
+    sentinel_username: str = ""
+    sentinel_password: str = ""
+    db: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: MediaSettings) -> RedisTopology | None:
+        """None: no Redis configured (the in-process tier is the only cache)."""
+        chosen = [
+            name
+            for name, value in (
+                ("REDIS_URL", settings.REDIS_URL),
+                ("REDIS_SENTINELS", settings.REDIS_SENTINELS),
+                ("REDIS_CLUSTER_NODES", settings.REDIS_CLUSTER_NODES),
+            )
+            if value
+        ]
+        if len(chosen) > 1:
+            raise TopologyError(f"set only one of {', '.join(chosen)}")
+        username, password = settings.REDIS_USERNAME, settings.REDIS_PASSWORD
+        if settings.REDIS_SENTINELS:
+            if not settings.REDIS_SENTINEL_MASTER:
+                raise TopologyError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER")
+            return cls(
+                "sentinel",
+                nodes=tuple(_address(n) for n in settings.REDIS_SENTINELS),
+                master=settings.REDIS_SENTINEL_MASTER,
+                sentinel_username=settings.REDIS_SENTINEL_USERNAME,
+                sentinel_password=settings.REDIS_SENTINEL_PASSWORD,
+                db=settings.REDIS_DB,
+                username=username,
+                password=password,
+            )
+        if settings.REDIS_CLUSTER_NODES:
+            if settings.REDIS_DB:
+                raise TopologyError("Redis Cluster has only database 0 (REDIS_DB)")
+            nodes = tuple(_address(n) for n in settings.REDIS_CLUSTER_NODES)
+            return cls("cluster", nodes=nodes, username=username, password=password)
+        if settings.REDIS_URL:
+            return cls("standalone", url=settings.REDIS_URL)
+        return None
+
+    def describe(self) -> str:
+        """For logs and pages: where, never a password."""
+        if self.kind == "standalone":
+            host = urlsplit(self.url).hostname or self.url.partition("://")[0]
+            return f"standalone {host}"
+        where = ",".join(f"{h}:{p}" for h, p in self.nodes)
+        return f"sentinel {self.master}@{where}" if self.kind == "sentinel" else f"cluster {where}"
+
+    def _auth(self) -> dict[str, Any]:
+        return {"username": self.username or None, "password": self.password or None}
+
+    def _sentinel_kwargs(self, timeout: float) -> dict[str, Any]:
+        return {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "username": self.sentinel_username or None,
+            "password": self.sentinel_password or None,
+        }
+
+    # -- clients --------------------------------------------------------------------------
+
+    def async_client(
+        self, *, timeout: float | None, connect_timeout: float, **extra: Any
+    ) -> AsyncClient:
+        """An asyncio client; redis-py's own retries off (the tier bounds each call)."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+            "retry": AsyncRetry(NoBackoff(), 0),
+            **extra,
+        }
+        if self.kind == "standalone":
+            return aioredis.Redis.from_url(self.url, **options)
+        if self.kind == "sentinel":
+            sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(connect_timeout)
+            )
+            client: aioredis.Redis = sentinel.master_for(
+                self.master, db=self.db, **self._auth(), **options
+            )
+            return client
+        startup = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in self.nodes]
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=startup, **self._auth(), **_cluster_options(options)
+        )
+
+    def sync_client(self, *, timeout: float | None, connect_timeout: float) -> SyncClient:
+        """A blocking client (the write side, the stats, the health check)."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if self.kind == "standalone":
+            return redis.Redis.from_url(self.url, **options)
+        if self.kind == "sentinel":
+            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(connect_timeout)
+            )
+            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+                self.master, db=self.db, **self._auth(), **options
+            )
+            return client
+        startup = [
+            redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+            for h, p in self.nodes
+        ]
+        return redis.cluster.RedisCluster(
+            startup_nodes=startup, **self._auth(), **_cluster_options(options)
+        )
+
+
+def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
+    """One retry in the cluster: it is what lets the client refresh its slot map after
+    a node died or a slot moved, instead of failing every call until the next refresh."""
+    options = dict(options)
+    backoff = NoBackoff()
+    options["retry"] = (
+        AsyncRetry(backoff, 1) if isinstance(options["retry"], AsyncRetry) else Retry(backoff, 1)
+    )
+    return options
+
+
+async def async_pubsub(client: AsyncClient) -> redis.asyncio.client.PubSub:
+    """A classic pub/sub on ``client``'s topology. In a cluster a classic PUBLISH
+    reaches every node over the cluster bus, so any node will do: a random one, so
+    a resubscription after a node died lands elsewhere."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.initialize()
+        node = random.choice(client.get_nodes())  # noqa: S311  # spreading, not secrecy
+        return client.pubsub(node=node)
+    return client.pubsub()
+
+
+def memory_info(client: SyncClient) -> dict[str, int]:
+    """``used_memory``, ``maxmemory`` and how many masters were asked: in a cluster, the
+    sums over its masters (one node's INFO would be a third of the truth)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        per_node = client.info("memory", target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        infos = list(per_node.values())
+    else:
+        infos = [client.info("memory")]
+    return {
+        "used_memory": sum(int(i["used_memory"]) for i in infos),
+        "maxmemory": sum(int(i.get("maxmemory", 0)) for i in infos),
+        "masters": len(infos),
+    }
+
+
+def used_memory(client: SyncClient) -> int:
+    return memory_info(client)["used_memory"]
