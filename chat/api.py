@@ -367,9 +367,9 @@ def send(request: HttpRequest, response: HttpResponse):
         attachment = _store_upload(request, upload, voice_note)
     else:
         attachment = get_object_or_404(MessageAttachment, pk=payload.attachment_id)
+    try:
         if attachment.message_id is not None:
             raise AttachmentTaken("this attachment already belongs to a message")
-    try:
         check_sendable(attachment, as_document=payload.as_document)  # 422 before any row
         message = queue_message(
             number,
@@ -380,8 +380,9 @@ def send(request: HttpRequest, response: HttpResponse):
             idempotency_key=key,
             request_fingerprint=request_fingerprint,
         )
-    except IntegrityError:
-        # A concurrent request with the same key won the race: answer with its message.
+    except (IntegrityError, AttachmentTaken):
+        # A concurrent request with the same key may have won the race (its message took
+        # the key, or the attachment): answer with its message; else the error stands.
         if request.content_type == "multipart/form-data":
             delete_attachment(attachment)
         earlier = idempotency.find(scope, key, request_fingerprint)

@@ -299,7 +299,7 @@ EVOLUTION = {
 # Voice notes uploaded through the API above this size are stored as they came and
 # answered at once; a worker makes their Ogg Opus variant (a send waits for it). 0: every
 # variant is made before the upload's answer.
-VOICE_BACKGROUND_BYTES = env.int("VOICE_BACKGROUND_BYTES", 2 * 1024 * 1024)
+VOICE_BACKGROUND_BYTES = env.int("VOICE_BACKGROUND_BYTES", 16 * 1024 * 1024)
 
 # Uploads: small ones stay in memory, larger ones spool to disk while streaming.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
