@@ -48,3 +48,6 @@ MESSAGE_DELIVERY = {
     "RETRY_MAX": 1.0,
     "LEASE_MARGIN": 2.0,
 }
+# Every variant before the upload's answer, as the conversion tests expect; the background
+# path has its own test (tests/test_background_variant.py), which sets a threshold.
+VOICE_BACKGROUND_BYTES = 0
