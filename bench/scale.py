@@ -42,6 +42,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,7 @@ class Failover:
     wrong_bytes: int = 0
     recovery_s: float | None = None  # None: Redis hits not back within the deadline
     restarted_s: float | None = None  # when the killed node was started again
+    kinds: dict[str, int] = field(default_factory=dict)  # "load HTTP 502": 1, ...
     timeline: list[tuple[float, bool]] = field(default_factory=list)
 
 
@@ -418,11 +420,16 @@ class Tally:
     requests: int = 0
     errors: int = 0
     wrong_bytes: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)  # what the errors were
 
-    def check(self, response: httpx.Response | None, body: bytes) -> None:
+    def check(self, response: httpx.Response | httpx.HTTPError, body: bytes) -> None:
         self.requests += 1
-        if response is None or response.status_code != 200:
+        if isinstance(response, httpx.HTTPError):
             self.errors += 1
+            self.kinds[type(response).__name__] += 1
+        elif response.status_code != 200:
+            self.errors += 1
+            self.kinds[f"HTTP {response.status_code}"] += 1
         elif response.content != body:
             self.wrong_bytes += 1
 
@@ -453,9 +460,9 @@ class FailoverLoad:
                     else:
                         path, body = rng.choice(self.hot)
                     try:
-                        response: httpx.Response | None = await client.get(path)
-                    except httpx.HTTPError:
-                        response = None
+                        response: httpx.Response | httpx.HTTPError = await client.get(path)
+                    except httpx.HTTPError as exc:
+                        response = exc
                     self.tally.check(response, body)
                     await asyncio.sleep(0.01)
 
@@ -469,11 +476,11 @@ class FailoverLoad:
         self._thread.join(timeout=60)
 
 
-def _get(url: str) -> httpx.Response | None:
+def _get(url: str) -> httpx.Response | httpx.HTTPError:
     try:
         return httpx.get(url, timeout=30)
-    except httpx.HTTPError:
-        return None
+    except httpx.HTTPError as exc:
+        return exc
 
 
 def _probe(a: Proc, b: Proc, probes: list[tuple[str, bytes]], tally: Tally) -> bool:
@@ -484,7 +491,7 @@ def _probe(a: Proc, b: Proc, probes: list[tuple[str, bytes]], tally: Tally) -> b
     time.sleep(0.2)
     answer = _get(f"http://127.0.0.1:{b.port}{path}")
     tally.check(answer, body)
-    return answer is not None and answer.headers.get("x-cache") == "HIT"
+    return isinstance(answer, httpx.Response) and answer.headers.get("x-cache") == "HIT"
 
 
 def _kill_master(topology: RedisSide) -> Node:
@@ -563,6 +570,10 @@ def measure_failover(
     result.requests = load.tally.requests + probe_tally.requests
     result.errors = load.tally.errors + probe_tally.errors
     result.wrong_bytes = load.tally.wrong_bytes + probe_tally.wrong_bytes
+    result.kinds = {
+        **{f"load {k}": n for k, n in load.tally.kinds.items()},
+        **{f"probe {k}": n for k, n in probe_tally.kinds.items()},
+    }
     return result
 
 
@@ -633,10 +644,15 @@ def measure_topology(
     hot = list(zip(paths, bodies, strict=True))
     failover = measure_failover(stack, topology, replicas, balancer, hot, args.probes)
     row.failover = failover
+    if failover.errors:  # what the replicas said about it, kept past the run
+        kept = Path(tempfile.mkdtemp(prefix=f"mediacache-scale-failover-{name}-"))
+        for replica in replicas:
+            shutil.copy(replica.log, kept / f"{replica.name}.log")
+        say(f"[{name}] failover errors: the replicas' logs are kept in {kept}")
     timeline = " ".join(f"{at:+.1f}{'H' if hit else 'm'}" for at, hit in failover.timeline)
     say(
         f"[{name}] failover: {failover.requests} requests, {failover.errors} errors, "
-        f"{failover.wrong_bytes} wrong bodies; Redis hits back after "
+        f"{failover.wrong_bytes} wrong bodies {failover.kinds or ''}; Redis hits back after "
         f"{_seconds(failover.recovery_s)} s (killed node back at "
         f"{_seconds(failover.restarted_s)} s; probes: {timeline})"
     )
