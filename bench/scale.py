@@ -11,34 +11,46 @@ and nginx serving the same file from disk, the edge's yardstick. Then, per topol
 * Redis-hit req/s (the replicas restarted with ``MEDIA_L1_BYTES=0``);
 * delete-visible: a delete through replica A, until replica B answers 404 (p50/p99 ms);
 * stampede: 200 concurrent cold GETs of one object, half to each replica: S3 GETs;
+* failover: GETs through the balancer, every body checked, while a Redis master is
+  SIGKILLed (Sentinel: the master, its replica promoted; Cluster: one of 3 masters,
+  started again 5 s later; standalone: the server, started again, empty, 5 s later):
+  errors, wrong bytes, and the recovery (from the kill until objects read through one
+  replica are Redis hits on the other; tests/test_redis_failover.py's method);
 
 and the edge line: hit req/s through Varnish against nginx from disk (alternating
 rounds, best shown; target >= 90%), and how long a deleted object stays at the edge.
 
-Topologies: ``TOPOLOGIES`` maps a name to a function that starts the Redis side and
-returns the replicas' environment for it (``standalone``: a private ``redis-server`` on
-a free port, ``REDIS_URL``). Sentinel and Cluster add a function each (starting their
-``redis-server`` processes through the same ``Processes``, so they are stopped with the
-rest) and ``--topologies standalone,sentinel,cluster`` measures every row the same way.
+Topologies: ``TOPOLOGIES`` maps a name to a ``tests/redis_topologies.py`` class
+(``standalone``, ``sentinel``: master + replica + 3 sentinels, ``cluster``: 3 masters);
+``--topologies standalone,sentinel,cluster`` measures every row the same way, one
+topology after the other.
 
-Everything started is in one ``Processes``: stopped at the end, on an error, on
-Ctrl-C and on SIGTERM (each SIGTERM, then SIGKILL after 10 s).
+Everything started is stopped at the end, on an error, on Ctrl-C and on SIGTERM: the
+services, nginx, Varnish and moto are in one ``Processes`` (each in its own session:
+SIGTERM to the group, then SIGKILL after 10 s); the redis-server processes of the
+topologies are children of this process, not in sessions of their own, so they are
+kept apart and stopped by pid (each SIGTERM, then SIGKILL after 10 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import shutil
 import statistics
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from tests.redis_topologies import Cluster, Node, Sentinel, Standalone
+from tests.redis_topologies import Topology as RedisSide
 from tests.varnish import varnish_argv
 
 from bench.bodies import body_for
@@ -55,7 +67,6 @@ from bench.infra import (
     free_port,
     run_wrk,
     say,
-    start_redis,
     start_s3,
     terminate_on_signals,
     upload_many,
@@ -66,17 +77,18 @@ from bench.infra import (
 BODY_BYTES = 50 * 1024
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/postgres"
 
-# name -> starts the Redis side of the topology; returns the replicas' environment for it.
-Topology = Callable[[Processes], dict[str, str]]
+# name -> the Redis side of the topology, not started yet (``tests/redis_topologies.py``:
+# redis-server processes of this process, not in sessions of their own, so they are
+# kept apart from ``Processes`` and stopped by ``main``'s ``finally``).
+TOPOLOGIES: dict[str, Callable[[], RedisSide]] = {
+    "standalone": Standalone,
+    "sentinel": Sentinel,
+    "cluster": Cluster,
+}
 
-
-def standalone(procs: Processes) -> dict[str, str]:
-    """One private redis-server on a free port."""
-    _, url = start_redis(procs, "redis-standalone")
-    return {"REDIS_URL": url}
-
-
-TOPOLOGIES: dict[str, Topology] = {"standalone": standalone}
+FAILOVER_DEADLINE = 30.0  # seconds Redis hits may take to come back before giving up
+RESTART_AFTER = 5.0  # standalone and cluster: the killed node is started again after this
+RECOVERED_AFTER = 5  # probes in a row that hit
 
 
 @dataclass
@@ -89,6 +101,20 @@ class Row:
     delete_p50_ms: float = 0.0
     delete_p99_ms: float = 0.0
     stampede: list[int] = field(default_factory=list)
+    failover: Failover | None = None
+
+
+@dataclass
+class Failover:
+    """A Redis master killed under load through the balancer: what the clients saw."""
+
+    requests: int = 0
+    errors: int = 0  # non-200 answers and transport errors
+    wrong_bytes: int = 0
+    recovery_s: float | None = None  # None: Redis hits not back within the deadline
+    restarted_s: float | None = None  # when the killed node was started again
+    kinds: dict[str, int] = field(default_factory=dict)  # "load HTTP 502": 1, ...
+    timeline: list[tuple[float, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -130,10 +156,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_DATABASE,
         help="a PostgreSQL server's URL; a database of its own is made there and dropped",
     )
+    parser.add_argument(
+        "--probes", type=int, default=90, help="failover probe objects, 2 GETs each (90)"
+    )
     parser.add_argument("--quick", action="store_true", help="short runs, fewer objects")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds, args.deletes, args.stampedes = 3, 1, 10, 1
+        args.probes = 60
     return args
 
 
@@ -380,16 +410,193 @@ def edge_gone(stack: Stack, balancer: Proc, varnish: Proc, bodies: list[bytes]) 
     return elapsed
 
 
+# --- failover: the Redis master killed under load ---------------------------------------
+
+
+@dataclass
+class Tally:
+    """Answers checked against the uploaded bytes."""
+
+    requests: int = 0
+    errors: int = 0
+    wrong_bytes: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)  # what the errors were
+
+    def check(self, response: httpx.Response | httpx.HTTPError, body: bytes) -> None:
+        self.requests += 1
+        if isinstance(response, httpx.HTTPError):
+            self.errors += 1
+            self.kinds[type(response).__name__] += 1
+        elif response.status_code != 200:
+            self.errors += 1
+            self.kinds[f"HTTP {response.status_code}"] += 1
+        elif response.content != body:
+            self.wrong_bytes += 1
+
+
+class FailoverLoad:
+    """GETs through the balancer from a thread, 6 at a time: hot objects (held by L1 and
+    Redis) and, one in five, a cold one (never read: S3, through Redis's single-flight).
+    The same method as tests/test_redis_failover.py's ``Load``."""
+
+    def __init__(
+        self, base: str, hot: list[tuple[str, bytes]], cold: list[tuple[str, bytes]]
+    ) -> None:
+        self.base = base
+        self.hot = hot
+        self.cold = list(cold)
+        self.tally = Tally()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        rng = random.Random(7)
+        async with httpx.AsyncClient(base_url=self.base, timeout=30) as client:
+
+            async def worker() -> None:
+                while not self._stop.is_set():
+                    if self.cold and rng.random() < 0.2:
+                        path, body = self.cold.pop()
+                    else:
+                        path, body = rng.choice(self.hot)
+                    try:
+                        response: httpx.Response | httpx.HTTPError = await client.get(path)
+                    except httpx.HTTPError as exc:
+                        response = exc
+                    self.tally.check(response, body)
+                    await asyncio.sleep(0.01)
+
+            await asyncio.gather(*(worker() for _ in range(6)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def _get(url: str) -> httpx.Response | httpx.HTTPError:
+    try:
+        return httpx.get(url, timeout=30)
+    except httpx.HTTPError as exc:
+        return exc
+
+
+def _probe(a: Proc, b: Proc, probes: list[tuple[str, bytes]], tally: Tally) -> bool:
+    """A never-read object through replica A, then (its background fill given time) once
+    through replica B: a HIT there comes from Redis, written by A and read by B."""
+    path, body = probes.pop()
+    tally.check(_get(f"http://127.0.0.1:{a.port}{path}"), body)
+    time.sleep(0.2)
+    answer = _get(f"http://127.0.0.1:{b.port}{path}")
+    tally.check(answer, body)
+    return isinstance(answer, httpx.Response) and answer.headers.get("x-cache") == "HIT"
+
+
+def _kill_master(topology: RedisSide) -> Node:
+    """SIGKILL a master: Sentinel's current one (its replica gets promoted); the first of
+    the cluster's three (its slots are gone until it is back); the standalone server."""
+    if isinstance(topology, Sentinel):
+        node, _ = topology.kill_master()
+        return node
+    node = topology.masters()[0]
+    node.kill()
+    return node
+
+
+def _restart(topology: RedisSide, node: Node) -> None:
+    """The killed node started again on its port (standalone: empty; a cluster node keeps
+    its identity and slots in nodes.conf and is waited for until the cluster says ok)."""
+    if isinstance(topology, Cluster):
+        topology.restart(node)
+    else:
+        node.start()
+
+
+def measure_failover(
+    stack: Stack,
+    topology: RedisSide,
+    replicas: list[Proc],
+    balancer: Proc,
+    hot: list[tuple[str, bytes]],
+    probe_count: int,
+) -> Failover:
+    """Load through the balancer; 2 s in, a Redis master is SIGKILLed (standalone and
+    cluster: started again 5 s later). Recovery: from the kill until the first of five
+    probes in a row that are Redis HITs, after at least one that was not."""
+    base = f"http://127.0.0.1:{balancer.port}"
+    size = 8 * 1024
+    cold_bodies = [body_for(9600, i, size) for i in range(40)]
+    probe_bodies = [body_for(9700, i, size) for i in range(probe_count)]
+    everything = cold_bodies + probe_bodies
+    uploaded = upload_many(base, stack.api_key, everything)
+    pairs = [(f"/media/{o.media_hash}", b) for o, b in zip(uploaded, everything, strict=True)]
+    cold, probes = pairs[: len(cold_bodies)], pairs[len(cold_bodies) :]
+    probes.reverse()  # popped from the end: in upload order
+    a, b = replicas
+    probe_tally = Tally()
+    if not _probe(a, b, probes, probe_tally):
+        say("failover: no Redis hit on the probe before the fault")
+    result = Failover()
+    load = FailoverLoad(base, hot, cold)
+    load.start()
+    try:
+        time.sleep(2.0)
+        killed = _kill_master(topology)
+        killed_at = time.monotonic()
+        restart = not isinstance(topology, Sentinel)
+        while result.recovery_s is None:
+            since = time.monotonic() - killed_at
+            if since > FAILOVER_DEADLINE or not probes:
+                break
+            if restart and result.restarted_s is None and since > RESTART_AFTER:
+                _restart(topology, killed)
+                result.restarted_s = time.monotonic() - killed_at
+            at = time.monotonic() - killed_at
+            result.timeline.append((at, _probe(a, b, probes, probe_tally)))
+            recent = [hit for _, hit in result.timeline[-RECOVERED_AFTER:]]
+            missed = any(not hit for _, hit in result.timeline)
+            if missed and len(recent) == RECOVERED_AFTER and all(recent):
+                result.recovery_s = result.timeline[-RECOVERED_AFTER][0]
+            else:
+                time.sleep(0.1)
+        if restart and result.restarted_s is None:  # out of probes early: back all the same
+            _restart(topology, killed)
+            result.restarted_s = time.monotonic() - killed_at
+        time.sleep(2.0)  # and a little after
+    finally:
+        load.stop()
+    result.requests = load.tally.requests + probe_tally.requests
+    result.errors = load.tally.errors + probe_tally.errors
+    result.wrong_bytes = load.tally.wrong_bytes + probe_tally.wrong_bytes
+    result.kinds = {
+        **{f"load {k}": n for k, n in load.tally.kinds.items()},
+        **{f"probe {k}": n for k, n in probe_tally.kinds.items()},
+    }
+    return result
+
+
 # --- one topology ------------------------------------------------------------------------
 
 
 def measure_topology(
-    args: argparse.Namespace, procs: Processes, stack: Stack, name: str, edge: EdgeLine | None
+    args: argparse.Namespace,
+    procs: Processes,
+    stack: Stack,
+    name: str,
+    edge: EdgeLine | None,
+    started: list[RedisSide],
 ) -> Row:
-    """Every check of one row; with ``edge``, also the edge line (on the first topology)."""
+    """Every check of one row; with ``edge``, also the edge line (on the first topology).
+    The topology's Redis goes into ``started`` before it starts (``main`` stops it)."""
     row = Row(name)
     stack.redis_url = ""
-    redis_env = TOPOLOGIES[name](procs)
+    topology = TOPOLOGIES[name]()
+    started.append(topology)
+    say(f"[{name}] starting Redis ({type(topology).__name__}, tests/redis_topologies.py)")
+    topology.start()
+    redis_env = topology.environment()
     varnish_port = free_port()
     edge_env = {
         "MEDIA_EDGE_PURGE": "varnish",
@@ -433,6 +640,23 @@ def measure_topology(
     if edge is not None:
         measure_edge(args, procs, stack, balancer, replicas, varnish_port, edge)
 
+    say(f"[{name}] failover: a Redis master killed under load through the balancer")
+    hot = list(zip(paths, bodies, strict=True))
+    failover = measure_failover(stack, topology, replicas, balancer, hot, args.probes)
+    row.failover = failover
+    if failover.errors:  # what the replicas said about it, kept past the run
+        kept = Path(tempfile.mkdtemp(prefix=f"mediacache-scale-failover-{name}-"))
+        for replica in replicas:
+            shutil.copy(replica.log, kept / f"{replica.name}.log")
+        say(f"[{name}] failover errors: the replicas' logs are kept in {kept}")
+    timeline = " ".join(f"{at:+.1f}{'H' if hit else 'm'}" for at, hit in failover.timeline)
+    say(
+        f"[{name}] failover: {failover.requests} requests, {failover.errors} errors, "
+        f"{failover.wrong_bytes} wrong bodies {failover.kinds or ''}; Redis hits back after "
+        f"{_seconds(failover.recovery_s)} s (killed node back at "
+        f"{_seconds(failover.restarted_s)} s; probes: {timeline})"
+    )
+
     for proc in (balancer, *replicas):
         procs.stop(proc)
     say(f"[{name}] restarting the replicas with MEDIA_L1_BYTES=0 for Redis hits")
@@ -446,7 +670,13 @@ def measure_topology(
     say(f"[{name}] Redis hits through the balancer: {row.redis_rps:,.0f} req/s")
     for proc in (balancer, *replicas):
         procs.stop(proc)
+    topology.stop()
+    started.remove(topology)
     return row
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def measure_edge(
@@ -507,22 +737,36 @@ def print_table(args: argparse.Namespace, rows: list[Row], edge: EdgeLine) -> No
     )
     header = (
         f"{'topology':<12} {'hit req/s':>10} {'1 replica':>10} {'Redis-hit req/s':>16} "
-        f"{'DELETE ms':>10} {'delete-visible p50/p99 ms':>26} {'stampede S3 GETs':>17}"
+        f"{'DELETE ms':>10} {'delete-visible p50/p99 ms':>26} {'stampede S3 GETs':>17} "
+        f"{'failover: requests / errors / wrong bytes / recovery s':>54}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         visible = f"{row.delete_p50_ms:.1f} / {row.delete_p99_ms:.1f}"
         gets = ", ".join(str(n) for n in row.stampede)
+        f = row.failover
+        failover = (
+            "-"
+            if f is None
+            else f"{f.requests:,} / {f.errors} / {f.wrong_bytes} / {_seconds(f.recovery_s)}"
+        )
         print(
             f"{row.topology:<12} {row.hit_rps:>10,.0f} {row.direct_rps:>10,.0f} "
-            f"{row.redis_rps:>16,.0f} {row.delete_ms:>10.1f} {visible:>26} {gets:>17}"
+            f"{row.redis_rps:>16,.0f} {row.delete_ms:>10.1f} {visible:>26} {gets:>17} "
+            f"{failover:>54}"
         )
     print(
         "hit req/s: L1 hits through the balancer; 1 replica: the same, straight to one replica "
         "(2 workers);\nRedis-hit: through the balancer, replicas with MEDIA_L1_BYTES=0; "
         "DELETE ms: the API's DELETE on replica A (p50);\ndelete-visible: from its 204 until "
-        "replica B answers 404 (0: at the first look)"
+        "replica B answers 404 (0: at the first look);\nfailover: GETs through the balancer "
+        "(6 at a time, 1 in 5 of a cold object) while a Redis master is SIGKILLed 2 s in "
+        "(sentinel: the\nmaster, its replica promoted; cluster: 1 of 3 masters, started again "
+        "5 s later; standalone: the server, started again\nempty on its port 5 s later); "
+        "errors: non-200 answers and transport errors; wrong bytes: 200s whose body differs;"
+        "\nrecovery: from the kill until objects read through replica A are Redis HITs on "
+        f"replica B (5 probes in a row; -: not within {FAILOVER_DEADLINE:.0f} s)"
     )
     if edge.varnish:
         best_nginx = max(edge.nginx, key=lambda r: r.rps)
@@ -577,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     edge = EdgeLine()
     drop: Callable[[], None] | None = None
+    topologies: list[RedisSide] = []  # redis-server processes outside ``procs``
     started = time.monotonic()
     try:
         with terminate_on_signals():
@@ -585,12 +830,15 @@ def main(argv: list[str] | None = None) -> int:
             stack = Stack(work, "", s3_url, database_url=database_url)
             stack.prepare_database()
             for i, name in enumerate(names):
-                rows.append(measure_topology(args, procs, stack, name, edge if i == 0 else None))
+                first_edge = edge if i == 0 else None
+                rows.append(measure_topology(args, procs, stack, name, first_edge, topologies))
     except KeyboardInterrupt:
         say("interrupted: stopping everything")
         return 130
     finally:
         procs.close()
+        for topology in topologies:
+            topology.stop()  # each node: SIGTERM, SIGKILL after 10 s
         if drop is not None:
             try:
                 drop()
