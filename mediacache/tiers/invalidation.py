@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import redis
 
-from mediacache.tiers.topology import AsyncClient, RedisTopology, async_pubsub
+from mediacache.tiers.topology import CLIENT_FAULTS, AsyncClient, RedisTopology, async_pubsub
 
 logger = logging.getLogger("mediacache.redis")
 
@@ -39,6 +39,10 @@ LATE_AFTER = 3  # heartbeats
 
 class Gap(Exception):
     """Messages may have been missed."""
+
+
+# What ends a subscription: Redis going away, a late heartbeat, a client fault.
+_LOST: tuple[type[Exception], ...] = (redis.RedisError, OSError, TimeoutError, Gap, *CLIENT_FAULTS)
 
 
 class InvalidationListener:
@@ -73,7 +77,7 @@ class InvalidationListener:
             while True:
                 try:
                     await self._follow(client)
-                except (redis.RedisError, OSError, TimeoutError, Gap) as exc:
+                except _LOST as exc:
                     # A subscription that worked: retry at once; else back off (Redis
                     # down, a failover under way), up to 5 s between attempts.
                     backoff = 0.1 if self.node is not None else min(backoff * 2, 5.0)

@@ -26,11 +26,16 @@ from mediacache.core.headers import build_cached
 from mediacache.core.objects import CachedMedia
 from mediacache.tiers import codec
 from mediacache.tiers.invalidation import INVALIDATION_CHANNEL, InvalidationListener
-from mediacache.tiers.topology import RedisTopology, SyncClient
+from mediacache.tiers.topology import CLIENT_FAULTS, RedisTopology, SyncClient
 
 logger = logging.getLogger("mediacache.redis")
 
-_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError, codec.CorruptEntry)
+_SYNC_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError, *CLIENT_FAULTS)
+_ERRORS: tuple[type[Exception], ...] = (
+    *_SYNC_ERRORS,
+    asyncio.TimeoutError,
+    codec.CorruptEntry,
+)
 # Release a single-flight lock only if it is still ours.
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 _Pipeline = TypeVar(
@@ -236,7 +241,7 @@ class RedisWriter:
         try:
             _queue_set(self.client.pipeline(False), media_hash, head, tail, ttl).execute()
             return True
-        except (redis.RedisError, OSError) as exc:
+        except _SYNC_ERRORS as exc:
             logger.warning("[MEDIA CACHE] warm failed for %s: %r", media_hash, exc)
             return False
 
@@ -247,7 +252,7 @@ class RedisWriter:
             pipe.exists(codec.redis_key(media_hash))
         try:
             return [bool(n) for n in pipe.execute()]
-        except (redis.RedisError, OSError) as exc:
+        except _SYNC_ERRORS as exc:
             logger.warning("[MEDIA CACHE] cache state unavailable: %r", exc)
             return None
 
@@ -274,7 +279,7 @@ class RedisWriter:
             # Not in the pipeline: a cluster pipeline refuses PUBLISH (it has no key).
             self.client.publish(INVALIDATION_CHANNEL, media_hash)
             return True
-        except (redis.RedisError, OSError) as exc:
+        except _SYNC_ERRORS as exc:
             what = "purge" if tombstone else "refresh"
             logger.error("[MEDIA CACHE] %s failed for %s: %r", what, media_hash, exc)
             return False

@@ -29,6 +29,14 @@ from redis.retry import Retry
 
 from mediacache.core.settings import MediaSettings
 
+# What a Redis client may raise when Redis fails, besides redis-py's own errors and
+# OSError: redis-py 8.1's asyncio clients can raise AttributeError ("'NoneType' object
+# has no attribute 'writelines'") or uvloop's RuntimeError ("unable to perform operation
+# on <TCPTransport closed=True>") when they write on a connection the server closed, e.g.
+# a cluster master killed mid-request (redis/redis-py#4287). A Redis failure like any
+# other for the callers: served without Redis, never a 500.
+CLIENT_FAULTS: tuple[type[Exception], ...] = (AttributeError, RuntimeError)
+
 Kind = Literal["standalone", "sentinel", "cluster"]
 AsyncClient = aioredis.Redis | redis.asyncio.cluster.RedisCluster
 SyncClient = redis.Redis | redis.cluster.RedisCluster
