@@ -52,6 +52,14 @@ _SCRUBBED = {
 }
 
 
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile: the value at or below which ``pct`` percent of them are."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
+
+
 def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 

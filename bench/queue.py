@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
-import statistics
 import time
 from contextlib import closing
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench.bodies import body_for
-from bench.infra import PYTHON, Proc, Processes, Stack, free_port, say, start_service
+from bench.infra import PYTHON, Proc, Processes, Stack, free_port, percentile, say, start_service
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 (a loopback run's own)
@@ -233,11 +232,3 @@ def webhook_latency(base: str, payloads: list[dict[str, Any]]) -> list[float]:
             if response.status_code != 202:
                 raise RuntimeError(f"webhook: {response.status_code} {response.text}")
     return latencies
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return statistics.fmean([ordered[index]])

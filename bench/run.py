@@ -54,6 +54,7 @@ from bench.infra import (
     Stack,
     Uploaded,
     WrkResult,
+    percentile,
     rss_bytes,
     run_wrk,
     s3_client,
@@ -459,12 +460,6 @@ def miss_run(
         f"+{svc_med - boto_med:.2f} ms ({svc_med:.2f} vs {boto_med:.2f})",
         svc_med <= boto_med + 3,
     )
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def stampede_run(

@@ -65,6 +65,7 @@ from bench.infra import (
     Stack,
     WrkResult,
     free_port,
+    percentile,
     run_wrk,
     say,
     start_s3,
@@ -715,11 +716,6 @@ def measure_edge(
     say(f"deleted objects gone from the edge: p50 {statistics.median(edge.gone_ms):.0f} ms")
     procs.stop(static)
     procs.stop(varnish)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
 
 
 # --- the table ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from bench.infra import (
     ForeignLoad,
     Processes,
     Stack,
+    percentile,
     rss_bytes,
     s3_client,
     say,
@@ -103,12 +104,6 @@ def kinds(quick: bool) -> list[Kind]:
         Kind("5 MB image (JPEG, within limits)", "big.jpg", _jpeg(5_000_000), 10 // scale),
         Kind("60 MB file (binary)", "archive.bin", os.urandom(60 * 2**20), 4 if quick else 6),
     ]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 class RssSampler(threading.Thread):

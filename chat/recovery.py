@@ -39,7 +39,10 @@ def recover(now=None) -> dict[str, int]:
         status=Message.Status.SENDING,
         lease_expires_at__lt=now,
     )
-    requeued = stalled.filter(request_started_at__isnull=True).update(
+    never_started = list(
+        stalled.filter(request_started_at__isnull=True).values_list("pk", flat=True)
+    )
+    requeued = stalled.filter(pk__in=never_started).update(
         status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=now, updated_at=now
     )
     unknown = stalled.filter(request_started_at__isnull=False).update(
@@ -57,10 +60,7 @@ def recover(now=None) -> dict[str, int]:
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - GRACE))
         .values_list("pk", flat=True)
     )
-    just_requeued = Message.objects.filter(
-        status=Message.Status.QUEUED, updated_at=now
-    ).values_list("pk", flat=True)
-    resent = list(due) + list(just_requeued)
+    resent = list(due) + never_started
     for message_id in resent:
         enqueue_send(message_id)
     events = list(

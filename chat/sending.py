@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -43,6 +43,12 @@ def normalize_number(raw: str) -> str:
     return digits
 
 
+def send_deadline(now: datetime | None = None) -> datetime:
+    """Until when safe failures of a message queued (or re-queued) now are retried."""
+    start = now or timezone.now()
+    return start + timedelta(seconds=settings.MESSAGE_DELIVERY["SEND_DEADLINE"])
+
+
 class AttachmentTaken(Exception):
     """The attachment already belongs to a message."""
 
@@ -67,8 +73,6 @@ def queue_message(
     """
     from .tasks import enqueue_send
 
-    now = timezone.now()
-    deadline = now + timedelta(seconds=settings.MESSAGE_DELIVERY["SEND_DEADLINE"])
     with transaction.atomic():
         message = Message.objects.create(
             direction=Message.Direction.OUTBOUND,
@@ -76,7 +80,7 @@ def queue_message(
             caption=caption,
             status=Message.Status.QUEUED,
             send_as_document=as_document,
-            send_deadline=deadline,
+            send_deadline=send_deadline(),
             idempotency_scope=idempotency_scope,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
@@ -109,7 +113,7 @@ def queue_resend(message_id: int, *, confirm_unknown: bool = False) -> Message |
             status=Message.Status.QUEUED,
             next_attempt_at=None,
             request_started_at=None,
-            send_deadline=now + timedelta(seconds=settings.MESSAGE_DELIVERY["SEND_DEADLINE"]),
+            send_deadline=send_deadline(now),
             updated_at=now,
         )
         if claimed:
