@@ -7,7 +7,7 @@ import unicodedata
 from email.utils import formatdate
 from urllib.parse import quote
 
-from mediacache.core.hashes import split_media_key
+from mediacache.core.hashes import ORIGINAL_SUFFIX, split_media_key
 from mediacache.core.objects import CachedMedia, MediaObject
 
 # Types a browser renders as a document or runs: never served as themselves.
@@ -121,7 +121,7 @@ def is_immutable(media_key: str) -> bool:
     is built for it later (``build_media_variants``), then the variant, under the same
     link -- so it is revalidated (a cheap 304 while unchanged), never ``immutable``.
     """
-    return split_media_key(media_key)[1]
+    return media_key.endswith(ORIGINAL_SUFFIX)  # asked per L1 hit: no split, no tuple
 
 
 class CacheControl:
