@@ -272,6 +272,9 @@ MEDIACACHE = env.media_settings(
         # The service's workers freeze their start-up objects out of the collector
         # (the engine's default is off, for host projects).
         "GC_FREEZE": True,
+        # One conversion worker started with each web and task-worker process, so the
+        # first upload after a start does not wait for one (the engine's default is 0).
+        "TRANSCODE_PREWARM": 1,
         # Answered before Django (the engine's defaults are "": left to a host project).
         "HEALTH_PATH": "/healthz",
         "READY_PATH": "/readyz",

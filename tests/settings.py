@@ -21,6 +21,8 @@ os.environ["DATABASE_CONN_MAX_AGE"] = "0"
 os.environ["MEDIA_STATS_INTERVAL"] = "3600"
 # The test process starts many servers: freezing would keep each test's garbage.
 os.environ["MEDIA_GC_FREEZE"] = "0"
+# No conversion worker per started service unless a test asks (tests/unit/test_conversion_pool).
+os.environ.setdefault("MEDIA_TRANSCODE_PREWARM", "0")
 # Many tests ask for unknown links on purpose; the limiter has its own tests.
 os.environ["MEDIA_NOT_FOUND_LIMIT"] = "0"
 

@@ -104,6 +104,10 @@ class MediaSettings:
     # at the first conversion; one whose memory passes TRANSCODE_MAX_MEMORY is killed.
     TRANSCODE_WORKERS: int = 2
     TRANSCODE_MAX_MEMORY: int = 1024 * 1024 * 1024
+    # Workers started in the background when the process starts serving, so the first
+    # upload does not wait 125-200 ms for one (0: at the first conversion; a host
+    # project's processes may never convert, so its default is 0; the service's is 1).
+    TRANSCODE_PREWARM: int = 0
     IMAGE_MAX_BYTES: int = 5 * 1024 * 1024
     IMAGE_MAX_SIDE: int = 4096
     VIDEO_MAX_BYTES: int = 16 * 1024 * 1024

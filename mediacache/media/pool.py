@@ -3,7 +3,8 @@
 Starting ``python -m mediacache.media.encoders`` for every upload cost 125-200 ms of
 Python and PyAV start-up, more than the conversion of a voice note itself. So each web
 process keeps up to ``TRANSCODE_WORKERS`` worker processes (``encoders --serve``),
-started at the first conversion, and hands each job to an idle one over its pipes:
+started at the first conversion (or ``TRANSCODE_PREWARM`` of them in the background when
+the process starts serving), and hands each job to an idle one over its pipes:
 one JSON line of arguments in, one JSON line of result out.
 
 The isolation of a child per job stays: a worker is a separate process at a lower CPU
@@ -249,6 +250,16 @@ class ConversionPool:
                 self._count += 1  # the replacement's place, taken before anyone else's
         if replace:
             threading.Thread(target=self._replace, daemon=True, name="converter-start").start()
+
+    def prewarm(self, count: int) -> int:
+        """Start up to ``count`` workers in the background (never past the pool's size),
+        so the first jobs find one ready; how many were started."""
+        with self._ready:
+            count = max(0, min(count, self.config.size - self._count))
+            self._count += count  # their places, taken now as a replacement's is
+        for _ in range(count):
+            threading.Thread(target=self._replace, daemon=True, name="converter-start").start()
+        return count
 
     def _replace(self) -> None:
         try:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mediacache.core.settings import media_settings
+from mediacache.core.settings import MediaSettings, media_settings
 from mediacache.media import pool
 from mediacache.media.types import (
     AUDIO_TYPE_OF_CONTAINER,
@@ -98,20 +98,31 @@ def without_paths(text: str, names: Mapping[str, str]) -> str:
     return _ABSOLUTE_PATH.sub("a server file", text)
 
 
+def pool_config(settings: MediaSettings) -> pool.PoolConfig:
+    """The conversion pool these settings ask for."""
+    return pool.PoolConfig(
+        size=max(1, settings.TRANSCODE_WORKERS),
+        nice=settings.TRANSCODE_NICE,
+        max_memory=settings.TRANSCODE_MAX_MEMORY,
+    )
+
+
+def prewarm(settings: MediaSettings) -> int:
+    """Start ``TRANSCODE_PREWARM`` conversion workers in the background (called when a
+    web or task-worker process starts); how many were started. Never blocks."""
+    if settings.TRANSCODE_PREWARM <= 0:
+        return 0
+    return pool.get_pool(pool_config(settings)).prewarm(settings.TRANSCODE_PREWARM)
+
+
 def run_child(args: list[str], timeout: float, names: Mapping[str, str] | None = None) -> Outcome:
     """Run one command in a conversion worker; TranscodeError on failure, timeout or crash.
 
     ``names``: path -> what to call it in an error (the upload's own name, or "the
     file"); no error carries a server path.
     """
-    settings = media_settings()
-    config = pool.PoolConfig(
-        size=max(1, settings.TRANSCODE_WORKERS),
-        nice=settings.TRANSCODE_NICE,
-        max_memory=settings.TRANSCODE_MAX_MEMORY,
-    )
     try:
-        data = pool.get_pool(config).run(args, timeout)
+        data = pool.get_pool(pool_config(media_settings())).run(args, timeout)
     except pool.WorkerLost as exc:
         raise TranscodeError(without_paths(exc.reason, names or {})[:300]) from exc
     if not data.get("ok"):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 
 from mediacache.core.asgi_types import ASGIApp, Receive, Scope, Send
 from mediacache.engine import Engine
+from mediacache.media import transcode
 from mediacache.observability import health, scrape
 from mediacache.observability.flusher import flush_forever
 from mediacache.serving.app import MediaApp
@@ -97,7 +98,8 @@ class MediaRouter:
         return await self.django_app(scope, receive, send)
 
     def _start(self) -> None:
-        """Background work of this process: the invalidation listener, the stats flusher.
+        """Background work of this process: the invalidation listener, the stats flusher,
+        ``TRANSCODE_PREWARM`` conversion workers.
 
         Then ``gc.freeze()`` (``GC_FREEZE``; off by default, on in the service through
         ``MEDIA_GC_FREEZE``): the ~100,000 objects Django and the app made at start-up
@@ -108,6 +110,7 @@ class MediaRouter:
         """
         self._media().service.start()
         self._make_store()
+        transcode.prewarm(self.engine.settings)
         self._flusher = asyncio.ensure_future(
             flush_forever(self.engine, self.engine.settings.STATS_INTERVAL)
         )

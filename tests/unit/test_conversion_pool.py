@@ -82,6 +82,40 @@ def test_one_worker_serves_many_jobs(conversions, wav, tmp_path):
     assert len(pids) == 1
 
 
+def test_prewarmed_workers_start_in_the_background_and_take_the_first_jobs(
+    conversions, wav, tmp_path
+):
+    converter = conversions(size=2)
+    assert converter.prewarm(5) == 2  # never past the pool's size
+    assert converter.prewarm(1) == 0  # their places are taken while they start
+    wait_until(lambda: len(converter.idle_pids()) == 2)
+    assert converter.run(voice(wav, tmp_path / "first.ogg"), 30)["ok"]
+    assert converter.started == 2  # the first job started no worker of its own
+
+
+def test_prewarm_follows_the_settings(monkeypatch):
+    from mediacache.core.settings import MediaSettings
+    from mediacache.media import transcode
+
+    made: list[pool.ConversionPool] = []
+    monkeypatch.setattr(pool, "get_pool", lambda config: made.append(FakePool(config)) or made[-1])
+    assert transcode.prewarm(MediaSettings(TRANSCODE_PREWARM=0)) == 0
+    assert made == []  # no pool made for nothing
+    assert transcode.prewarm(MediaSettings(TRANSCODE_PREWARM=3, TRANSCODE_WORKERS=2)) == 2
+    assert made[0].config == pool.PoolConfig(size=2, nice=10, max_memory=2**30)
+
+
+class FakePool:
+    """Pure logic: what ``transcode.prewarm`` asks of the pool (the pool itself is real
+    in the test above)."""
+
+    def __init__(self, config: pool.PoolConfig) -> None:
+        self.config = config
+
+    def prewarm(self, count: int) -> int:
+        return min(count, self.config.size)
+
+
 def test_a_hung_job_is_killed_alone_and_its_worker_replaced(conversions, wav, hanging, tmp_path):
     converter = conversions(size=2)
     results: dict[str, object] = {}

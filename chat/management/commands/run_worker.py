@@ -19,6 +19,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
+from mediacache.core.settings import media_settings
+from mediacache.media import transcode
+
 logger = logging.getLogger("chat")
 
 
@@ -52,6 +55,8 @@ class Command(BaseCommand):
         self._recover_once()
         if not batch:
             recovery.start()
+            # Inbound media and large voice notes are converted here: none waits for a start.
+            transcode.prewarm(media_settings())
         logger.info("[CHAT] worker started (TASKS_BACKEND=%s)", settings.TASKS_BACKEND)
         try:
             if settings.TASKS_BACKEND == "rq":
@@ -77,6 +82,8 @@ class Command(BaseCommand):
     def _recover_every(self, seconds: float, stop: threading.Event) -> None:
         while not stop.wait(seconds):
             self._recover_once()
+        # Inbound media and large voice notes are converted here: no wait for the first.
+        transcode.prewarm(media_settings())
 
     @staticmethod
     def _recover_once() -> None:
