@@ -68,6 +68,8 @@ class EdgeDouble:
                 self.send_response(status)
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(answer)))
+                if status == 404 and record.headers.get("x-edge-purge"):  # nginx's tombstone
+                    self.send_header("x-edge-purged", "1")
                 self.end_headers()
                 self.wfile.write(answer)
 
@@ -95,6 +97,8 @@ class EdgeDouble:
             return 200, "application/json", json.dumps(body).encode()
         if failing:
             return 500, "text/plain", b"edge error"
+        if record.headers.get("x-edge-purge") == "1":  # deploy/edge/nginx-edge.conf
+            return 404, "text/html", b"<html>404 Not Found</html>"
         if "/invalidation" in record.path:  # CloudFront
             xml = CLOUDFRONT_XML.format(n=len(self.requests)).encode()
             return 201, "text/xml", xml

@@ -65,9 +65,7 @@ def _cached(edge: str, path: str) -> None:
     assert httpx.get(f"{edge}{path}").headers["x-edge"] == "HIT"
 
 
-def test_the_edge_keeps_one_copy_per_object_whatever_the_query_or_extension(
-    api, voice_note, edge
-):
+def test_the_edge_keeps_one_copy_per_object_whatever_the_query_or_extension(api, voice_note, edge):
     created = upload(api, voice_note, "voice.ogg")
     path = urlsplit(created["short_url"]).path
     first = httpx.get(f"{edge}{path}")
