@@ -157,7 +157,7 @@ def test_a_purge_from_another_address_is_refused(api, voice_note, edge):
     other = _non_loopback_address()
     assert other, "no non-loopback IPv4 address to purge from"
     with httpx.Client(transport=httpx.HTTPTransport(local_address=other)) as client:
-        refused = client.get(f"{edge}{path}", headers={"X-Edge-Purge": "1"})
+        refused = client.get(f"{edge}/.edge-purge{path}")
     assert refused.status_code == 403
     assert httpx.get(f"{edge}{path}").headers["x-edge"] == "HIT"
     with pytest.raises(PurgeFailed, match="403"):

@@ -16,10 +16,10 @@ failure (the hook retries, logs and counts). Credentials never appear in an erro
   path but CloudFront allows only 15 wildcard invalidations in progress at once.
 * ``varnish``: ``PURGE`` to every node in ``EDGE_PURGE_URLS`` with
   ``xkey-purge: k1 k2 ...``, which ``deploy/edge/mediacache.vcl`` hands to vmod-xkey.
-* ``nginx``: ``GET /media/<hash>`` (or ``/media/<hash>/original``) with
-  ``X-Edge-Purge: 1`` to every node in ``EDGE_PURGE_URLS``, one request per key and
-  node: ``deploy/edge/nginx-edge.conf`` replaces that one cache key (every URL form of
-  the object) with an expired tombstone and confirms with a 404 and ``X-Edge-Purged: 1``.
+* ``nginx``: ``GET /.edge-purge/media/<hash>`` (or ``.../<hash>/original``) to every
+  node in ``EDGE_PURGE_URLS``, one request per key and node: ``deploy/edge/nginx-edge.conf``
+  replaces that one cache key (every URL form of the object) with an expired tombstone
+  and confirms with a 404 and ``X-Edge-Purged: 1``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from mediacache.core.settings import MediaSettings
 
 STYLES = ("cloudflare", "fastly", "cloudfront", "varnish", "nginx")
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
-PURGE_HEADERS = {"X-Edge-Purge": "1"}  # what deploy/edge/nginx-edge.conf takes as a purge
+NGINX_PURGE_PREFIX = "/.edge-purge"  # deploy/edge/nginx-edge.conf's purge location
 FASTLY_API = "https://api.fastly.com"
 
 
@@ -173,11 +173,11 @@ class VarnishPurger(_HttpPurger):
 class NginxPurger(_HttpPurger):
     """One purge request per media key and node, on one kept-alive connection per node.
 
-    ``GET /media/<key>`` with ``X-Edge-Purge: 1``: ``deploy/edge/nginx-edge.conf``
-    stores an already expired 404 (its tombstone) under that key in place of the
+    ``GET /.edge-purge/media/<key>``: ``deploy/edge/nginx-edge.conf`` stores an already
+    expired 404 (its tombstone) under the key of ``/media/<key>`` in place of the
     object and answers it with ``X-Edge-Purged: 1``, the confirmation; the same answer
     whether the object was cached or not. Anything else -- a 403 (this address may
-    not purge), the object itself (an nginx without that config) -- is a failure.
+    not purge), a plain 404 (an nginx without that config) -- is a failure.
     Every node is asked even after one failed; the batch fails if any did (the hook's
     retry asks all again: purging twice is harmless).
     """
@@ -196,13 +196,13 @@ class NginxPurger(_HttpPurger):
         self.nodes = [node.rstrip("/") for node in nodes]
 
     def purge(self, keys: Sequence[str]) -> str:
-        paths = _unique([f"/media/{key}" for key in keys])
+        paths = _unique([f"{NGINX_PURGE_PREFIX}/media/{key}" for key in keys])
         failures: list[str] = []
         for node in self.nodes:
             for path in paths:
                 where = f"{urlsplit(node).netloc}{path}"
                 try:
-                    answer = self.client.get(node + path, headers=PURGE_HEADERS)
+                    answer = self.client.get(node + path)
                 except httpx.HTTPError as exc:
                     failures.append(f"{where}: {type(exc).__name__}: {exc}")
                     continue
