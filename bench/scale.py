@@ -273,6 +273,12 @@ def start_static(procs: Processes, body: bytes, media_hash: str) -> Proc:
     conf = template.replace("@PORT@", str(port)).replace("@PREFIX@", str(prefix))
     conf = conf.replace("@DOCROOT@", str(docroot))
     conf = conf.replace("worker_processes 1;", "worker_processes auto;")  # as Varnish: all cores
+    # As deploy/edge/nginx-edge.conf: a listening socket per worker, the connections spread
+    # evenly over them (else one worker may take most of wrk's 16 and the rounds swing).
+    listen = f"listen 127.0.0.1:{port};"
+    if listen not in conf:
+        raise RuntimeError(f"bench/nginx.conf.template: no {listen!r} to add reuseport to")
+    conf = conf.replace(listen, f"listen 127.0.0.1:{port} reuseport;")
     (prefix / "nginx.conf").write_text(conf)
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = procs.start(

@@ -39,7 +39,7 @@ def edge_conf(workdir: Path, port: int, tombstone_port: int) -> str:
     error log."""
     text = CONF.read_text()
     for old, new, times in (
-        ("listen 6081;", f"listen 127.0.0.1:{port};", 1),
+        ("listen 6081 reuseport;", f"listen 127.0.0.1:{port} reuseport;", 1),
         (TOMBSTONE, f"127.0.0.1:{tombstone_port}", 2),  # its listen line and its upstream
         ("/var/cache/mediacache-edge ", f"{workdir / 'cache'} ", 1),
         ("/run/nginx-mediacache-edge.pid", str(workdir / "nginx.pid"), 1),
