@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from mediacache.core.settings import MediaSettings
 from mediacache.edge import NginxPurger, PurgeFailed, edge_hook_for
 from mediacache.engine import get_engine
 from tests.conftest import upload
+from tests.edge_double import EdgeDouble
 from tests.nginx_edge import INSTALL_HINT, nginx, nginx_edge_argv
 from tests.servers import free_port
 
@@ -25,38 +27,44 @@ from tests.servers import free_port
 GONE_WITHIN = 5.0
 
 
-@pytest.fixture
-def edge(live, tmp_path: Path) -> Iterator[str]:
-    """nginx in front of the live service; the engine purges it. Its URL."""
+@contextlib.contextmanager
+def running_edge(workdir: Path, backend_url: str) -> Iterator[str]:
+    """nginx with the shipped config in front of ``backend_url``, up (it answers); its URL."""
     assert nginx(), f"nginx missing: {INSTALL_HINT}"
-    backend = urlsplit(live.url)
+    backend = urlsplit(backend_url)
     port = free_port()
-    workdir = tmp_path / "edge"
     process = subprocess.Popen(
-        nginx_edge_argv(workdir, port, [(backend.hostname, backend.port)], free_port()),
+        nginx_edge_argv(workdir, port, [(backend.hostname or "", backend.port or 80)], free_port()),
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    engine = get_engine()
-    settings = MediaSettings(EDGE_PURGE="nginx", EDGE_PURGE_URLS=(url + "/",))
-    engine.__dict__["edge"] = edge_hook_for(settings)
+    log = workdir / "error.log"
     try:
         deadline = time.monotonic() + 30
         while True:
-            log = workdir / "error.log"
             assert process.poll() is None, log.read_text() if log.exists() else "nginx exited"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         yield url
     finally:
-        engine.__dict__.pop("edge", None)
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def edge(live, tmp_path: Path) -> Iterator[str]:
+    """nginx in front of the live service; the engine purges it. Its URL."""
+    with running_edge(tmp_path / "edge", live.url) as url:
+        engine = get_engine()
+        settings = MediaSettings(EDGE_PURGE="nginx", EDGE_PURGE_URLS=(url + "/",))
+        engine.__dict__["edge"] = edge_hook_for(settings)
+        try:
+            yield url
+        finally:
+            engine.__dict__.pop("edge", None)
 
 
 def _cached(edge: str, path: str) -> None:
@@ -204,3 +212,21 @@ def test_the_shipped_config_and_its_example_replicas_pass_nginx_t(tmp_path):
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_a_replica_sees_the_client_the_host_and_no_credentials(tmp_path):
+    """What the edge forwards on a /media/ miss, recorded by a double in the replica's place."""
+    with EdgeDouble() as replica, running_edge(tmp_path / "edge", replica.url) as url:
+        replica.requests.clear()  # the readiness probe's
+        httpx.get(
+            f"{url}/media/AAAAAAAAAAAAAAAAAAAAAA?timestamp=1",
+            headers={"Host": "media.example.com", "Cookie": "s=1", "Authorization": "x"},
+        )
+        (sent,) = replica.wait_for(1)
+    assert sent.path == "/media/AAAAAAAAAAAAAAAAAAAAAA?timestamp=1"  # as the client sent it
+    assert sent.headers["host"] == "media.example.com"
+    assert sent.headers["x-forwarded-for"] == "127.0.0.1"
+    assert sent.headers["x-forwarded-proto"] == "http"
+    assert "connection" not in sent.headers  # kept alive: no "close"
+    assert "cookie" not in sent.headers
+    assert "authorization" not in sent.headers
