@@ -3,9 +3,11 @@
 Starts 2 replicas (``scripts/serve.sh``, 2 workers each) behind nginx with the
 balancer recipe (``deploy/nginx/balancer.conf``: one media hash to one replica), on
 PostgreSQL (a database of its own on ``SCALE_DATABASE_URL``'s server, dropped at the
-end), moto's S3 and a Redis topology; Varnish with ``deploy/edge/mediacache.vcl`` in
-front of the replicas, purged by the replicas' own hook (``MEDIA_EDGE_PURGE=varnish``);
-and nginx serving the same file from disk, the edge's yardstick. Then, per topology:
+end), moto's S3 and a Redis topology; two edge caches in front of the replicas: nginx
+with ``deploy/edge/nginx-edge.conf`` and Varnish with ``deploy/edge/mediacache.vcl``,
+the one ``--purged-edge`` names (nginx by default) purged by the replicas' own hook
+(``MEDIA_EDGE_PURGE``); and nginx serving the same file from disk, the edges'
+yardstick. Then, per topology:
 
 * hit req/s through the balancer (wrk over 64 objects, so both replicas serve);
 * Redis-hit req/s (the replicas restarted with ``MEDIA_L1_BYTES=0``);
@@ -17,8 +19,9 @@ and nginx serving the same file from disk, the edge's yardstick. Then, per topol
   errors, wrong bytes, and the recovery (from the kill until objects read through one
   replica are Redis hits on the other; tests/test_redis_failover.py's method);
 
-and the edge line: hit req/s through Varnish against nginx from disk (alternating
-rounds, best shown; target >= 90%), and how long a deleted object stays at the edge.
+and the edge lines: hit req/s through each edge against nginx from disk (alternating
+rounds, best shown; target >= 90%), and how long a deleted object stays at the purged
+edge. ``--edge-only`` measures the edge lines alone (on the first topology).
 
 Topologies: ``TOPOLOGIES`` maps a name to a ``tests/redis_topologies.py`` class
 (``standalone``, ``sentinel``: master + replica + 3 sentinels, ``cluster``: 3 masters);
@@ -49,6 +52,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from tests.nginx_edge import nginx_edge_argv
 from tests.redis_topologies import Cluster, Node, Sentinel, Standalone
 from tests.redis_topologies import Topology as RedisSide
 from tests.varnish import varnish_argv
@@ -118,14 +122,18 @@ class Failover:
     timeline: list[tuple[float, bool]] = field(default_factory=list)
 
 
+EDGES = ("nginx", "varnish")  # the edge caches measured, and the purge style of each
+
+
 @dataclass
 class EdgeLine:
-    nginx: list[WrkResult] = field(default_factory=list)
-    varnish: list[WrkResult] = field(default_factory=list)
-    # CPU microseconds each server spent per answer, per round: what the neighbours'
-    # load on a shared machine changes least.
-    nginx_cpu_us: list[float] = field(default_factory=list)
-    varnish_cpu_us: list[float] = field(default_factory=list)
+    """Per target (``static``: nginx from disk, then each of ``EDGES``): wrk results and
+    CPU microseconds per answer, per round (what the neighbours' load on a shared
+    machine changes least); and the delete-visible times at the purged edge."""
+
+    results: dict[str, list[WrkResult]] = field(default_factory=dict)
+    cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    purged: str = "nginx"
     gone_ms: list[float] = field(default_factory=list)
 
 
@@ -159,6 +167,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--probes", type=int, default=90, help="failover probe objects, 2 GETs each (90)"
+    )
+    parser.add_argument(
+        "--purged-edge",
+        choices=EDGES,
+        default="nginx",
+        help="the edge the replicas purge (MEDIA_EDGE_PURGE) and delete-visible is measured at",
+    )
+    parser.add_argument(
+        "--edge-only", action="store_true", help="only the edge lines, on the first topology"
     )
     parser.add_argument("--quick", action="store_true", help="short runs, fewer objects")
     args = parser.parse_args(argv)
@@ -256,6 +273,12 @@ def start_static(procs: Processes, body: bytes, media_hash: str) -> Proc:
     conf = template.replace("@PORT@", str(port)).replace("@PREFIX@", str(prefix))
     conf = conf.replace("@DOCROOT@", str(docroot))
     conf = conf.replace("worker_processes 1;", "worker_processes auto;")  # as Varnish: all cores
+    # As deploy/edge/nginx-edge.conf: a listening socket per worker, the connections spread
+    # evenly over them (else one worker may take most of wrk's 16 and the rounds swing).
+    listen = f"listen 127.0.0.1:{port};"
+    if listen not in conf:
+        raise RuntimeError(f"bench/nginx.conf.template: no {listen!r} to add reuseport to")
+    conf = conf.replace(listen, f"listen 127.0.0.1:{port} reuseport;")
     (prefix / "nginx.conf").write_text(conf)
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = procs.start(
@@ -270,6 +293,23 @@ def start_varnish(procs: Processes, port: int, replicas: list[Proc]) -> Proc:
     proc = procs.start("varnish", argv, port=port)
     wait_http(proc, f"http://127.0.0.1:{port}/healthz", seconds=30)
     return proc
+
+
+def start_nginx_edge(procs: Processes, port: int, replicas: list[Proc]) -> Proc:
+    """nginx with deploy/edge/nginx-edge.conf as shipped but for its listen lines, cache
+    folder, pid and log (tests/nginx_edge.py)."""
+    argv = nginx_edge_argv(
+        procs.workdir / "nginx-edge", port, [("127.0.0.1", r.port) for r in replicas], free_port()
+    )
+    proc = procs.start("nginx-edge", argv, port=port)
+    wait_http(proc, f"http://127.0.0.1:{port}/healthz", seconds=30)
+    return proc
+
+
+EDGE_STARTERS: dict[str, Callable[[Processes, int, list[Proc]], Proc]] = {
+    "nginx": start_nginx_edge,
+    "varnish": start_varnish,
+}
 
 
 # --- measurements ----------------------------------------------------------------------
@@ -387,14 +427,14 @@ def stampede(stack: Stack, replicas: list[Proc], body: bytes, count: int = 200) 
     return sum(1 for r in recorded if r.get("method") == "GET" and BUCKET in r.get("url", ""))
 
 
-def edge_gone(stack: Stack, balancer: Proc, varnish: Proc, bodies: list[bytes]) -> list[float]:
+def edge_gone(stack: Stack, balancer: Proc, edge_proc: Proc, bodies: list[bytes]) -> list[float]:
     """Per object: cached at the edge, deleted through the balancer; ms from the DELETE's
     204 until the edge answers 404 (the purge is sent from a thread after the 204)."""
     base = f"http://127.0.0.1:{balancer.port}"
     objects = upload_many(base, stack.api_key, bodies)
     ids = _ids(stack, [o.media_hash for o in objects])
     headers = {"Authorization": f"Bearer {stack.api_key}"}
-    edge = f"http://127.0.0.1:{varnish.port}"
+    edge = f"http://127.0.0.1:{edge_proc.port}"
     elapsed = []
     for obj in objects:
         path = f"/media/{obj.media_hash}"
@@ -598,15 +638,23 @@ def measure_topology(
     say(f"[{name}] starting Redis ({type(topology).__name__}, tests/redis_topologies.py)")
     topology.start()
     redis_env = topology.environment()
-    varnish_port = free_port()
+    edge_ports = {name: free_port() for name in EDGES}
     edge_env = {
-        "MEDIA_EDGE_PURGE": "varnish",
-        "MEDIA_EDGE_PURGE_URLS": f"http://127.0.0.1:{varnish_port}/",
+        "MEDIA_EDGE_PURGE": args.purged_edge,
+        "MEDIA_EDGE_PURGE_URLS": f"http://127.0.0.1:{edge_ports[args.purged_edge]}/",
     }
     env = {**redis_env, **edge_env}
     say(f"[{name}] starting 2 replicas x 2 workers (scripts/serve.sh)")
     replicas = [start_replica(procs, stack, f"{name}-replica{i}", **env) for i in (1, 2)]
     balancer = start_balancer(procs, replicas)
+    if args.edge_only:
+        if edge is not None:
+            measure_edge(args, procs, stack, balancer, replicas, edge_ports, edge)
+        for proc in (balancer, *replicas):
+            procs.stop(proc)
+        topology.stop()
+        started.remove(topology)
+        return row
     base = f"http://127.0.0.1:{balancer.port}"
     bodies = [body_for(9000, i, BODY_BYTES) for i in range(64)]
     objects = upload_many(base, stack.api_key, bodies)
@@ -639,7 +687,7 @@ def measure_topology(
     say(f"[{name}] stampede S3 GETs: {row.stampede}")
 
     if edge is not None:
-        measure_edge(args, procs, stack, balancer, replicas, varnish_port, edge)
+        measure_edge(args, procs, stack, balancer, replicas, edge_ports, edge)
 
     say(f"[{name}] failover: a Redis master killed under load through the balancer")
     hot = list(zip(paths, bodies, strict=True))
@@ -686,42 +734,56 @@ def measure_edge(
     stack: Stack,
     balancer: Proc,
     replicas: list[Proc],
-    varnish_port: int,
+    edge_ports: dict[str, int],
     edge: EdgeLine,
 ) -> None:
     body = body_for(9300, 0, BODY_BYTES)
     (obj,) = upload_many(f"http://127.0.0.1:{balancer.port}", stack.api_key, [body])
     path = f"/media/{obj.media_hash}"
-    varnish = start_varnish(procs, varnish_port, replicas)
-    static = start_static(procs, body, obj.media_hash)
-    warm(f"http://127.0.0.1:{varnish.port}", [path])
-    if httpx.get(f"http://127.0.0.1:{varnish.port}{path}").headers.get("x-edge") != "HIT":
-        raise RuntimeError("the edge does not keep the object")
+    targets = {"static": start_static(procs, body, obj.media_hash)}
+    for name in EDGES:
+        targets[name] = EDGE_STARTERS[name](procs, edge_ports[name], replicas)
+        warm(f"http://127.0.0.1:{targets[name].port}", [path])
+        answer = httpx.get(f"http://127.0.0.1:{targets[name].port}{path}")
+        if answer.headers.get("x-edge") != "HIT":
+            raise RuntimeError(f"the {name} edge does not keep the object")
     for round_ in range(args.rounds):
-        for label, proc, results, cpu in (
-            ("nginx", static, edge.nginx, edge.nginx_cpu_us),
-            ("varnish", varnish, edge.varnish, edge.varnish_cpu_us),
-        ):
+        for label, proc in targets.items():
             before = cpu_seconds(proc)
             result = wrk(f"http://127.0.0.1:{proc.port}{path}", args.seconds)
+            cpu = edge.cpu_us.setdefault(label, [])
             cpu.append((cpu_seconds(proc) - before) / result.requests * 1e6)
-            results.append(result)
+            edge.results.setdefault(label, []).append(result)
             say(
                 f"edge round {round_ + 1} {label}: {result.rps:,.0f} req/s, "
                 f"{cpu[-1]:.1f} us CPU each"
             )
+    edge.purged = args.purged_edge
     edge.gone_ms = edge_gone(
-        stack, balancer, varnish, [body_for(9400, i, BODY_BYTES) for i in range(args.deletes)]
+        stack,
+        balancer,
+        targets[args.purged_edge],
+        [body_for(9400, i, BODY_BYTES) for i in range(args.deletes)],
     )
-    say(f"deleted objects gone from the edge: p50 {statistics.median(edge.gone_ms):.0f} ms")
-    procs.stop(static)
-    procs.stop(varnish)
+    say(
+        f"deleted objects gone from the {edge.purged} edge: "
+        f"p50 {statistics.median(edge.gone_ms):.0f} ms"
+    )
+    for proc in targets.values():
+        procs.stop(proc)
 
 
 # --- the table ---------------------------------------------------------------------------
 
 
 def print_table(args: argparse.Namespace, rows: list[Row], edge: EdgeLine) -> None:
+    if not args.edge_only:
+        print_rows(args, rows)
+    if edge.results:
+        print_edge(args, edge)
+
+
+def print_rows(args: argparse.Namespace, rows: list[Row]) -> None:
     print()
     print(
         "SCALE  2 replicas x 2 workers (scripts/serve.sh) behind nginx (deploy/nginx/balancer.conf:"
@@ -764,46 +826,56 @@ def print_table(args: argparse.Namespace, rows: list[Row], edge: EdgeLine) -> No
         "\nrecovery: from the kill until objects read through replica A are Redis HITs on "
         f"replica B (5 probes in a row; -: not within {FAILOVER_DEADLINE:.0f} s)"
     )
-    if edge.varnish:
-        best_nginx = max(edge.nginx, key=lambda r: r.rps)
-        best_varnish = max(edge.varnish, key=lambda r: r.rps)
-        ratio = best_varnish.rps / best_nginx.rps
-        print()
+
+
+EDGE_LABELS = {
+    "static": "nginx static file from disk",
+    "nginx": "nginx edge hit (deploy/edge/nginx-edge.conf)",
+    "varnish": "Varnish hit (deploy/edge/mediacache.vcl)",
+}
+
+
+def print_edge(args: argparse.Namespace, edge: EdgeLine) -> None:
+    best = {label: max(results, key=lambda r: r.rps) for label, results in edge.results.items()}
+    yardstick = best["static"].rps
+    print()
+    print(
+        f"EDGE  the same 50 KB file, wrk -t2 -c16 -d{args.seconds}s, "
+        f"{args.rounds} alternating round(s), best shown"
+    )
+    edge_header = (
+        f"{'target':<46} {'req/s':>9} {'p99 ms':>7} {'x nginx':>8} {'CPU us/hit':>11}  rounds"
+    )
+    print(edge_header)
+    print("-" * len(edge_header))
+    for label, results in edge.results.items():
+        rounds = " / ".join(f"{r.rps:,.0f}" for r in results)
         print(
-            f"EDGE  the same 50 KB file, wrk -t2 -c16 -d{args.seconds}s, "
-            f"{args.rounds} alternating round(s), best shown"
+            f"{EDGE_LABELS[label]:<46} {best[label].rps:>9,.0f} {best[label].p99_ms:>7.2f} "
+            f"{best[label].rps / yardstick:>8.1%} "
+            f"{statistics.median(edge.cpu_us[label]):>11.1f}  {rounds}"
         )
-        edge_header = (
-            f"{'target':<40} {'req/s':>9} {'p99 ms':>7} {'x nginx':>8} {'CPU us/hit':>11}  rounds"
-        )
-        print(edge_header)
-        print("-" * len(edge_header))
-        for label, best, results, cpu in (
-            ("nginx static file from disk", best_nginx, edge.nginx, edge.nginx_cpu_us),
-            (
-                "Varnish hit (deploy/edge/mediacache.vcl)",
-                best_varnish,
-                edge.varnish,
-                edge.varnish_cpu_us,
-            ),
-        ):
-            rounds = " / ".join(f"{r.rps:,.0f}" for r in results)
-            print(
-                f"{label:<40} {best.rps:>9,.0f} {best.p99_ms:>7.2f} "
-                f"{best.rps / best_nginx.rps:>8.1%} {statistics.median(cpu):>11.1f}  {rounds}"
-            )
-        gone = edge.gone_ms
-        print(
-            f"delete visible at the edge (from the DELETE's 204 until Varnish answers 404), "
-            f"{len(gone)} deletes: p50 {statistics.median(gone):.0f} ms, "
-            f"p99 {percentile(gone, 99):.0f} ms, max {max(gone):.0f} ms"
-        )
+    gone = edge.gone_ms
+    print(
+        f"delete visible at the {edge.purged} edge (from the DELETE's 204 until it answers 404), "
+        f"{len(gone)} deletes: p50 {statistics.median(gone):.0f} ms, "
+        f"p99 {percentile(gone, 99):.0f} ms, max {max(gone):.0f} ms"
+    )
+    print()
+    static_cpu = statistics.median(edge.cpu_us["static"])
+    for name in EDGES:
+        ratio = best[name].rps / yardstick
         mark = "ok  " if ratio >= 0.9 else "MISS"
-        print(f"\nTARGET  [{mark}] Varnish hits >= 90% of nginx from disk: {ratio:.1%}")
-        mark = "ok  " if max(gone) <= 1000 else "MISS"
+        cpu = statistics.median(edge.cpu_us[name]) / static_cpu
         print(
-            f"TARGET  [{mark}] a deleted object 404 at the edge within 1 s: max {max(gone):.0f} ms"
+            f"TARGET  [{mark}] {name} edge hits >= 90% of nginx from disk: {ratio:.1%} "
+            f"(CPU a hit: {cpu:.2f}x nginx's, the figure the neighbours' load moves least)"
         )
+    mark = "ok  " if max(gone) <= 1000 else "MISS"
+    print(
+        f"TARGET  [{mark}] a deleted object 404 at the {edge.purged} edge within 1 s: "
+        f"max {max(gone):.0f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

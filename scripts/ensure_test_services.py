@@ -24,7 +24,10 @@ DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
 LOCAL = {"127.0.0.1", "localhost", "::1"}
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright drives it (never downloads one)
-NGINX = "/usr/sbin/nginx"  # Debian's nginx-light: the reverse proxy of tests/test_proxy.py
+# Debian's nginx-light: the reverse proxy of tests/test_proxy.py and the edge cache of
+# tests/test_nginx_edge.py (stock nginx: Debian's libnginx-mod-http-cache-purge 2.3
+# crashes nginx 1.22 on every PURGE, so deploy/edge/nginx-edge.conf does without it).
+NGINX = "/usr/sbin/nginx"
 VARNISHD = "/usr/sbin/varnishd"  # Debian's varnish: the edge of tests/test_varnish_edge.py
 XKEY_VMODS = "/usr/lib/*/varnish/vmods/libvmod_xkey.so"  # from Debian's varnish-modules
 
@@ -132,7 +135,7 @@ def main() -> int:
         if not apt_install("chromium"):
             problems.append(f"{CHROMIUM} missing (browser test): apt-get install chromium, as root")
     if not os.path.exists(NGINX):
-        say("nginx is needed as the reverse proxy of the proxy tests; installing it (apt-get)")
+        say("nginx is needed as the reverse proxy and edge of the tests; installing it (apt-get)")
         if not apt_install("nginx-light"):
             problems.append(f"{NGINX} missing (proxy tests): apt-get install nginx-light, as root")
     if not os.path.exists(VARNISHD) or not glob.glob(XKEY_VMODS):

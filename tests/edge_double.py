@@ -40,6 +40,7 @@ class EdgeDouble:
     requests: list[Recorded] = field(default_factory=list)
     fail_next: int = 0  # answer this many requests with 500 (or 429 for Cloudflare)
     hold: bool = False
+    confirm_purges: bool = True  # nginx: the tombstone's X-Edge-Purged on its 404
     _released: threading.Event = field(default_factory=threading.Event)
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -68,6 +69,12 @@ class EdgeDouble:
                 self.send_response(status)
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(answer)))
+                if (
+                    status == 404
+                    and double.confirm_purges
+                    and record.path.startswith("/.edge-purge/")
+                ):
+                    self.send_header("x-edge-purged", "1")
                 self.end_headers()
                 self.wfile.write(answer)
 
@@ -95,6 +102,8 @@ class EdgeDouble:
             return 200, "application/json", json.dumps(body).encode()
         if failing:
             return 500, "text/plain", b"edge error"
+        if record.path.startswith("/.edge-purge/"):  # deploy/edge/nginx-edge.conf
+            return 404, "text/html", b"<html>404 Not Found</html>"
         if "/invalidation" in record.path:  # CloudFront
             xml = CLOUDFRONT_XML.format(n=len(self.requests)).encode()
             return 201, "text/xml", xml

@@ -82,9 +82,9 @@ class MediaSettings:
     # The L1-hit shortcut of mediacache.fastpath (only under its --http protocol):
     # False makes every request take the ASGI path, through the host's middleware.
     FAST_PATH: bool = True
-    # -- a shared cache in front (CDN, Varnish): how long it may keep an object (s-maxage),
-    # and the purge a delete sends it (mediacache.edge). EDGE_PURGE: "" (none),
-    # "cloudflare", "fastly", "cloudfront" or "varnish".
+    # -- a shared cache in front (CDN, Varnish, nginx): how long it may keep an object
+    # (s-maxage), and the purge a delete sends it (mediacache.edge). EDGE_PURGE: ""
+    # (none), "cloudflare", "fastly", "cloudfront", "varnish" or "nginx".
     EDGE_MAX_AGE: int = 3600
     EDGE_PURGE: str = ""
     EDGE_PURGE_URLS: Sequence[str] = ()

@@ -1,4 +1,4 @@
-"""Purging a shared cache in front (a CDN, Varnish) when an object is deleted or changes.
+"""Purging a shared cache in front (a CDN, Varnish, nginx) when an object is deleted or changes.
 
 The serving path tags every answer with the object's tag (``Surrogate-Key`` and
 ``Cache-Tag``, :func:`mediacache.core.headers.edge_tag`) and tells shared caches how
@@ -18,6 +18,7 @@ from mediacache.edge.purgers import (
     CloudFrontPurger,
     EdgePurger,
     FastlyPurger,
+    NginxPurger,
     PurgeFailed,
     VarnishPurger,
     config_problems,
@@ -31,6 +32,7 @@ __all__ = [
     "EdgePurgeHook",
     "EdgePurger",
     "FastlyPurger",
+    "NginxPurger",
     "PurgeFailed",
     "VarnishPurger",
     "config_problems",

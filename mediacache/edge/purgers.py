@@ -16,6 +16,10 @@ failure (the hook retries, logs and counts). Credentials never appear in an erro
   path but CloudFront allows only 15 wildcard invalidations in progress at once.
 * ``varnish``: ``PURGE`` to every node in ``EDGE_PURGE_URLS`` with
   ``xkey-purge: k1 k2 ...``, which ``deploy/edge/mediacache.vcl`` hands to vmod-xkey.
+* ``nginx``: ``GET /.edge-purge/media/<hash>`` (or ``.../<hash>/original``) to every
+  node in ``EDGE_PURGE_URLS``, one request per key and node: ``deploy/edge/nginx-edge.conf``
+  replaces that one cache key (every URL form of the object) with an expired tombstone
+  and confirms with a 404 and ``X-Edge-Purged: 1``.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import httpx
 from mediacache.core.headers import edge_tag
 from mediacache.core.settings import MediaSettings
 
-STYLES = ("cloudflare", "fastly", "cloudfront", "varnish")
+STYLES = ("cloudflare", "fastly", "cloudfront", "varnish", "nginx")
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
+NGINX_PURGE_PREFIX = "/.edge-purge"  # deploy/edge/nginx-edge.conf's purge location
 FASTLY_API = "https://api.fastly.com"
 
 
@@ -165,6 +170,50 @@ class VarnishPurger(_HttpPurger):
         return f"keys={len(tags.split())} nodes={len(self.nodes)}"
 
 
+class NginxPurger(_HttpPurger):
+    """One purge request per media key and node, on one kept-alive connection per node.
+
+    ``GET /.edge-purge/media/<key>``: ``deploy/edge/nginx-edge.conf`` stores an already
+    expired 404 (its tombstone) under the key of ``/media/<key>`` in place of the
+    object and answers it with ``X-Edge-Purged: 1``, the confirmation; the same answer
+    whether the object was cached or not. Anything else -- a 403 (this address may
+    not purge), a plain 404 (an nginx without that config) -- is a failure.
+    Every node is asked even after one failed; the batch fails if any did (the hook's
+    retry asks all again: purging twice is harmless).
+    """
+
+    name = "nginx"
+    max_batch = 50  # keys per batch: up to 50 requests per node, each well under 1 ms
+
+    def __init__(
+        self,
+        *,
+        nodes: Sequence[str],
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(timeout=timeout, transport=transport)
+        self.nodes = [node.rstrip("/") for node in nodes]
+
+    def purge(self, keys: Sequence[str]) -> str:
+        paths = _unique([f"{NGINX_PURGE_PREFIX}/media/{key}" for key in keys])
+        failures: list[str] = []
+        for node in self.nodes:
+            for path in paths:
+                where = f"{urlsplit(node).netloc}{path}"
+                try:
+                    answer = self.client.get(node + path)
+                except httpx.HTTPError as exc:
+                    failures.append(f"{where}: {type(exc).__name__}: {exc}")
+                    continue
+                if answer.status_code != 404 or answer.headers.get("x-edge-purged") != "1":
+                    failures.append(f"{where}: HTTP {answer.status_code}, not confirmed")
+        if failures:
+            more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+            raise PurgeFailed("; ".join(failures[:3]) + more)
+        return f"paths={len(paths)} nodes={len(self.nodes)}"
+
+
 class CloudFrontPurger:
     name = "cloudfront"
     max_batch = 1000  # of the 3,000 paths CloudFront allows in progress
@@ -236,6 +285,8 @@ def config_problems(settings: MediaSettings) -> list[str]:
         problems.append(f"EDGE_PURGE_BY={settings.EDGE_PURGE_BY!r} is not 'tags' or 'urls'")
     if style == "varnish" and not settings.EDGE_PURGE_URLS:
         problems.append("EDGE_PURGE=varnish needs EDGE_PURGE_URLS (each Varnish node's URL)")
+    if style == "nginx" and not settings.EDGE_PURGE_URLS:
+        problems.append("EDGE_PURGE=nginx needs EDGE_PURGE_URLS (each nginx edge node's URL)")
     if settings.EDGE_PURGE_ATTEMPTS < 1:
         problems.append("EDGE_PURGE_ATTEMPTS must be at least 1")
     if settings.EDGE_PURGE_TIMEOUT <= 0:
@@ -283,4 +334,6 @@ def purger_for(
         )
     if style == "varnish":
         return VarnishPurger(nodes=settings.EDGE_PURGE_URLS, timeout=timeout, transport=transport)
+    if style == "nginx":
+        return NginxPurger(nodes=settings.EDGE_PURGE_URLS, timeout=timeout, transport=transport)
     return None

@@ -17,6 +17,8 @@ from mediacache.edge import (
     CloudFrontPurger,
     EdgePurgeHook,
     FastlyPurger,
+    NginxPurger,
+    PurgeFailed,
     VarnishPurger,
     config_problems,
     purger_for,
@@ -130,6 +132,44 @@ def test_varnish_gets_a_purge_on_every_node():
             assert sent.headers["xkey-purge"] == f"media-{H}"
 
 
+def test_nginx_gets_one_purge_per_key_on_every_node():
+    with EdgeDouble() as one, EdgeDouble() as two:
+        summary = NginxPurger(nodes=[one.url + "/", two.url], timeout=2).purge(
+            [H, f"{H}/original", H]
+        )
+        assert summary == "paths=2 nodes=2"
+        for node in (one, two):
+            sent = node.wait_for(2)
+            assert [(r.method, r.path) for r in sent] == [
+                ("GET", f"/.edge-purge/media/{H}"),
+                ("GET", f"/.edge-purge/media/{H}/original"),
+            ]
+
+
+def test_nginx_purge_fails_unless_every_node_confirms(double):
+    with EdgeDouble() as good:
+        double.fail_next = 1
+        with pytest.raises(PurgeFailed, match=r"HTTP 500, not confirmed"):
+            NginxPurger(nodes=[double.url, good.url], timeout=2).purge([H])
+        assert len(good.wait_for(1)) == 1  # the other node was still asked
+
+
+def test_nginx_purge_is_not_confirmed_by_an_edge_without_the_config():
+    # An nginx without deploy/edge/nginx-edge.conf answers a plain 404: nothing purged.
+    with (
+        EdgeDouble(confirm_purges=False) as plain,
+        pytest.raises(PurgeFailed, match="HTTP 404, not confirmed"),
+    ):
+        NginxPurger(nodes=[plain.url], timeout=2).purge([H])
+
+
+def test_nginx_purge_names_an_edge_that_does_not_answer():
+    from tests.servers import free_port
+
+    with pytest.raises(PurgeFailed, match="ConnectError"):
+        NginxPurger(nodes=[f"http://127.0.0.1:{free_port()}"], timeout=2).purge([H])
+
+
 # -- the hook: off the request path, batched, bounded, failures survived ---------------------
 
 
@@ -230,10 +270,18 @@ def test_bad_edge_settings_turn_the_purge_off_never_the_delete(caplog):
         ({"EDGE_PURGE": "fastly", "EDGE_ZONE_ID": "s"}, "needs EDGE_API_TOKEN"),
         ({"EDGE_PURGE": "cloudfront"}, "needs EDGE_ZONE_ID (the distribution id)"),
         ({"EDGE_PURGE": "varnish"}, "needs EDGE_PURGE_URLS"),
+        ({"EDGE_PURGE": "nginx"}, "EDGE_PURGE=nginx needs EDGE_PURGE_URLS"),
     ],
 )
 def test_missing_settings_are_named(settings, problem):
     assert any(problem in p for p in config_problems(MediaSettings(**settings)))
+
+
+def test_nginx_style_purges_every_node_listed():
+    settings = MediaSettings(EDGE_PURGE="nginx", EDGE_PURGE_URLS=("http://a:6081/", "http://b"))
+    purger = purger_for(settings, link_of=link_of)
+    assert isinstance(purger, NginxPurger)
+    assert purger.nodes == ["http://a:6081", "http://b"]
 
 
 def test_no_purge_unless_asked_for():
