@@ -8,6 +8,9 @@ bounded. The shared Redis (6379) is never touched.
   --sentinel``: Debian has no ``redis-sentinel`` binary), down-after 1000 ms.
 - ``Cluster``: three masters, no replicas (``redis-cli --cluster create``); each
   node's bus port (its port + 10000) is free too.
+- ``ClusterWithReplicas``: three masters and one replica each (``--cluster-replicas
+  1``), what the README recommends: a killed master's replica is promoted after the
+  node timeout (2 s unless ``patience_ms``), no restart needed.
 
 ``settings()`` gives the engine's settings for the topology (``MediaSettings``
 overrides), ``environment()`` the same as environment variables for a service
@@ -294,9 +297,10 @@ class Sentinel(Topology):
 
 class Cluster(Topology):
     kind = "cluster"
+    replicas_per_master = 0
 
     def start(self) -> Cluster:
-        for i in range(3):
+        for i in range(3 * (1 + self.replicas_per_master)):
             node = Node(
                 self.root / f"node{i}", cluster_port(),
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -307,11 +311,32 @@ class Cluster(Topology):
         create = [
             "redis-cli", "--cluster", "create",
             *(f"127.0.0.1:{n.port}" for n in self.nodes),
-            "--cluster-replicas", "0", "--cluster-yes",
+            "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes",
         ]  # fmt: skip
         subprocess.run(create, check=True, capture_output=True, timeout=START_TIMEOUT)
-        _wait(self._ok, START_TIMEOUT, "cluster")
+        _wait(lambda: self._ok() and self._replicas_linked(), START_TIMEOUT, "cluster")
         return self
+
+    def _role(self, node: Node) -> str:
+        client = node.client()
+        try:
+            return str(client.info("replication")["role"])
+        finally:
+            client.close()
+
+    def _replicas_linked(self) -> bool:
+        """Every replica has done its first sync (else it could not be promoted)."""
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            client = node.client()
+            try:
+                info = client.info("replication")
+                if info["role"] != "master" and info.get("master_link_status") != "up":
+                    return False
+            finally:
+                client.close()
+        return True
 
     def _ok(self) -> bool:
         for node in self.nodes:
@@ -336,7 +361,11 @@ class Cluster(Topology):
         )
 
     def masters(self) -> list[Node]:
-        return [n for n in self.nodes if n.alive]
+        """The live nodes that are masters now (a promoted replica among them)."""
+        return [n for n in self.nodes if n.alive and self._role(n) == "master"]
+
+    def replicas(self) -> list[Node]:
+        return [n for n in self.nodes if n.alive and self._role(n) != "master"]
 
     def node_of(self, key: str) -> Node:
         """The master that holds ``key``'s slot."""
@@ -355,6 +384,21 @@ class Cluster(Topology):
         identity and slots); wait until the cluster says ok."""
         node.start()
         _wait(self._ok, START_TIMEOUT, "cluster after restart")
+
+
+class ClusterWithReplicas(Cluster):
+    kind = "cluster-replicas"
+    replicas_per_master = 1
+
+    def wait_promoted(self, killed: Node, timeout: float = 60) -> float:
+        """Until a live master serves the slots ``killed`` had and the cluster says ok
+        again (its replica was promoted); when."""
+
+        def promoted() -> bool:
+            return not killed.alive and len(self.masters()) == 3 and self._ok()
+
+        _wait(promoted, timeout, "replica promotion")
+        return time.monotonic()
 
 
 @contextlib.contextmanager
@@ -388,6 +432,7 @@ TOPOLOGIES: dict[str, type[Topology]] = {
     "standalone": Standalone,
     "sentinel": Sentinel,
     "cluster": Cluster,
+    "cluster-replicas": ClusterWithReplicas,
 }
 
 

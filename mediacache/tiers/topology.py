@@ -4,9 +4,10 @@ Three topologies, chosen by the settings: a standalone server (``REDIS_URL``), a
 master watched by Sentinel (``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``: the
 client asks the sentinels where the master is at each new connection, so it follows
 a failover), and Redis Cluster (``REDIS_CLUSTER_NODES``: the client learns the slot
-map from any node and follows MOVED). Everything above this module uses the same
-commands on all three: the keys of one object share a hash tag (``codec``), so every
-multi-key command, pipeline and script touches one slot.
+map from any node and follows MOVED; with a replica per master, the replica is
+promoted when its master dies, and reads never go to replicas). Everything above
+this module uses the same commands on all three: the keys of one object share a hash
+tag (``codec``), so every multi-key command, pipeline and script touches one slot.
 """
 
 from __future__ import annotations
@@ -176,8 +177,17 @@ class RedisTopology:
 
 def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
     """One retry in the cluster: it is what lets the client refresh its slot map after
-    a node died or a slot moved, instead of failing every call until the next refresh."""
+    a node died or a slot moved, instead of failing every call until the next refresh.
+
+    Reads go to masters only (``load_balancing_strategy`` None, redis-py's default, said
+    here so nobody turns it on): a replica can lag a purge, and a read of the object from
+    it after its tombstone was written on the master would put a deleted object back in
+    an L1. After a failover the promoted replica is a master like any other: redis-py
+    8.1 refreshes its slot map on the connection error to the dead master (the retry
+    above) or patches it on the MOVED the promoted node answers.
+    """
     options = dict(options)
+    options["load_balancing_strategy"] = None
     backoff = NoBackoff()
     options["retry"] = (
         AsyncRetry(backoff, 1) if isinstance(options["retry"], AsyncRetry) else Retry(backoff, 1)
