@@ -12,6 +12,11 @@ bounded. The shared Redis (6379) is never touched.
   1``), what the README recommends: a killed master's replica is promoted after the
   node timeout (2 s unless ``patience_ms``), no restart needed.
 
+With ``tls`` (a ``TlsFiles``: a CA, and a certificate and key that serve both the
+servers and the clients), every node listens on TLS only (``--port 0 --tls-port P``,
+``tls-auth-clients yes``, the cluster bus and replication over TLS too) and the
+settings carry ``REDIS_TLS`` and the files.
+
 ``settings()`` gives the engine's settings for the topology (``MediaSettings``
 overrides), ``environment()`` the same as environment variables for a service
 process, ``client()`` a blocking redis-py client on it.
@@ -27,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,36 @@ import redis.cluster
 from tests.servers import free_port
 
 START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_args(self) -> list[str]:
+        return [
+            "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "yes",
+            "--tls-replication", "yes", "--tls-cluster", "yes",
+        ]  # fmt: skip
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca),
+            "ssl_certfile": str(self.cert),
+            "ssl_keyfile": str(self.key),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "REDIS_TLS": True,
+            "REDIS_TLS_CA_FILE": str(self.ca),
+            "REDIS_TLS_CERT_FILE": str(self.cert),
+            "REDIS_TLS_KEY_FILE": str(self.key),
+        }
 
 
 def _binary() -> str:
@@ -79,11 +115,19 @@ def cluster_port() -> int:
 class Node:
     """One redis-server process (data node or sentinel)."""
 
-    def __init__(self, directory: Path, port: int, args: list[str], config: str = "") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        args: list[str],
+        config: str = "",
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.directory = directory
         self.port = port
         self.args = args
         self.config = config
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -94,8 +138,12 @@ class Node:
             if not conf.exists():  # a sentinel rewrites its file: keep what it learnt
                 conf.write_text(self.config)
             argv.append(str(conf))
+        if self.tls is None:
+            argv += ["--port", str(self.port)]
+        else:
+            argv += ["--port", "0", "--tls-port", str(self.port), *self.tls.server_args()]
         argv += [
-            "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(self.directory), *self.args,
         ]  # fmt: skip
         if "--sentinel" not in self.args:  # DEBUG SLEEP makes a node slow (slowed())
@@ -107,8 +155,9 @@ class Node:
         return self
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        options = {"socket_timeout": 2, "socket_connect_timeout": 1, **kwargs}
-        return redis.Redis(port=self.port, **options)
+        tls = {} if self.tls is None else self.tls.client_options()
+        options = {"socket_timeout": 2, "socket_connect_timeout": 1, **tls, **kwargs}
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
     def kill(self) -> None:
         """SIGKILL: as a crashed or lost node."""
@@ -135,10 +184,12 @@ class Node:
 class Topology:
     kind = ""
 
-    def __init__(self, *, patience_ms: int = 0) -> None:
+    def __init__(self, *, patience_ms: int = 0, tls: TlsFiles | None = None) -> None:
         """``patience_ms``: how long a silent master may stay silent before it is taken
-        for dead (Sentinel's down-after, the cluster's node timeout); 0: the default."""
+        for dead (Sentinel's down-after, the cluster's node timeout); 0: the default.
+        ``tls``: every node on TLS only (``Cluster`` and ``ClusterWithReplicas``)."""
         self.patience_ms = patience_ms
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix=f"mediacache-{self.kind}-"))
         self.nodes: list[Node] = []
 
@@ -305,6 +356,7 @@ class Cluster(Topology):
                 self.root / f"node{i}", cluster_port(),
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", str(self.patience_ms or 2000)],
+                tls=self.tls,
             )  # fmt: skip
             self.nodes.append(node)
             node.start()
@@ -313,6 +365,9 @@ class Cluster(Topology):
             *(f"127.0.0.1:{n.port}" for n in self.nodes),
             "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes",
         ]  # fmt: skip
+        if self.tls is not None:
+            create += ["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.cert),
+                       "--key", str(self.tls.key)]  # fmt: skip
         subprocess.run(create, check=True, capture_output=True, timeout=START_TIMEOUT)
         _wait(lambda: self._ok() and self._replicas_linked(), START_TIMEOUT, "cluster")
         return self
@@ -351,13 +406,16 @@ class Cluster(Topology):
         return True
 
     def settings(self) -> dict[str, Any]:
-        return {"REDIS_CLUSTER_NODES": [f"127.0.0.1:{n.port}" for n in self.nodes]}
+        tls = {} if self.tls is None else self.tls.settings()
+        return {"REDIS_CLUSTER_NODES": [f"127.0.0.1:{n.port}" for n in self.nodes], **tls}
 
     def client(self) -> redis.cluster.RedisCluster:
         alive = [n for n in self.nodes if n.alive]
+        tls = {} if self.tls is None else self.tls.client_options()
         return redis.cluster.RedisCluster(
             startup_nodes=[redis.cluster.ClusterNode("127.0.0.1", n.port) for n in alive],
             socket_timeout=2,
+            **tls,
         )
 
     def masters(self) -> list[Node]:
@@ -437,6 +495,6 @@ TOPOLOGIES: dict[str, type[Topology]] = {
 
 
 @contextlib.contextmanager
-def running(kind: str, *, patience_ms: int = 0) -> Iterator[Topology]:
-    with TOPOLOGIES[kind](patience_ms=patience_ms) as topology:
+def running(kind: str, *, patience_ms: int = 0, tls: TlsFiles | None = None) -> Iterator[Topology]:
+    with TOPOLOGIES[kind](patience_ms=patience_ms, tls=tls) as topology:
         yield topology

@@ -8,6 +8,13 @@ map from any node and follows MOVED; with a replica per master, the replica is
 promoted when its master dies, and reads never go to replicas). Everything above
 this module uses the same commands on all three: the keys of one object share a hash
 tag (``codec``), so every multi-key command, pipeline and script touches one slot.
+
+TLS: a standalone server by its ``rediss://`` URL; Sentinel and Cluster with
+``REDIS_TLS`` (every connection: the sentinels, the data nodes, each cluster node the
+slot map names). ``REDIS_TLS_CA_FILE`` verifies the servers (default: the system's
+CAs), ``REDIS_TLS_CERT_FILE``/``REDIS_TLS_KEY_FILE`` is the client's certificate for
+servers that ask for one (``tls-auth-clients yes``); with a ``rediss://`` URL they
+apply too.
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ class RedisTopology:
     sentinel_username: str = ""
     sentinel_password: str = ""
     db: int = 0
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: MediaSettings) -> RedisTopology | None:
@@ -81,6 +92,14 @@ class RedisTopology:
         if len(chosen) > 1:
             raise TopologyError(f"set only one of {', '.join(chosen)}")
         username, password = settings.REDIS_USERNAME, settings.REDIS_PASSWORD
+        if bool(settings.REDIS_TLS_CERT_FILE) != bool(settings.REDIS_TLS_KEY_FILE):
+            raise TopologyError("set both REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or neither")
+        tls: dict[str, Any] = {
+            "tls": settings.REDIS_TLS,
+            "tls_ca_file": settings.REDIS_TLS_CA_FILE,
+            "tls_cert_file": settings.REDIS_TLS_CERT_FILE,
+            "tls_key_file": settings.REDIS_TLS_KEY_FILE,
+        }
         if settings.REDIS_SENTINELS:
             if not settings.REDIS_SENTINEL_MASTER:
                 raise TopologyError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER")
@@ -93,14 +112,18 @@ class RedisTopology:
                 db=settings.REDIS_DB,
                 username=username,
                 password=password,
+                **tls,
             )
         if settings.REDIS_CLUSTER_NODES:
             if settings.REDIS_DB:
                 raise TopologyError("Redis Cluster has only database 0 (REDIS_DB)")
             nodes = tuple(_address(n) for n in settings.REDIS_CLUSTER_NODES)
-            return cls("cluster", nodes=nodes, username=username, password=password)
+            return cls("cluster", nodes=nodes, username=username, password=password, **tls)
         if settings.REDIS_URL:
-            return cls("standalone", url=settings.REDIS_URL)
+            secure = urlsplit(settings.REDIS_URL).scheme == "rediss"
+            if settings.REDIS_TLS and not secure:
+                raise TopologyError("REDIS_TLS with a standalone server: use a rediss:// URL")
+            return cls("standalone", url=settings.REDIS_URL, **{**tls, "tls": secure})
         return None
 
     def describe(self) -> str:
@@ -114,12 +137,26 @@ class RedisTopology:
     def _auth(self) -> dict[str, Any]:
         return {"username": self.username or None, "password": self.password or None}
 
+    def _tls(self) -> dict[str, Any]:
+        """redis-py's TLS options for every connection (none without TLS: a plain
+        connection class refuses them). A standalone URL's scheme already says TLS."""
+        if not self.tls:
+            return {}
+        options: dict[str, Any] = {} if self.kind == "standalone" else {"ssl": True}
+        if self.tls_ca_file:
+            options["ssl_ca_certs"] = self.tls_ca_file
+        if self.tls_cert_file:
+            options["ssl_certfile"] = self.tls_cert_file
+            options["ssl_keyfile"] = self.tls_key_file
+        return options
+
     def _sentinel_kwargs(self, timeout: float) -> dict[str, Any]:
         return {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "username": self.sentinel_username or None,
             "password": self.sentinel_password or None,
+            **self._tls(),
         }
 
     # -- clients --------------------------------------------------------------------------
@@ -132,6 +169,7 @@ class RedisTopology:
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
             "retry": AsyncRetry(NoBackoff(), 0),
+            **self._tls(),
             **extra,
         }
         if self.kind == "standalone":
@@ -155,6 +193,7 @@ class RedisTopology:
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
             "retry": Retry(NoBackoff(), 0),
+            **self._tls(),
         }
         if self.kind == "standalone":
             return redis.Redis.from_url(self.url, **options)
