@@ -187,7 +187,7 @@ class Topology:
     def __init__(self, *, patience_ms: int = 0, tls: TlsFiles | None = None) -> None:
         """``patience_ms``: how long a silent master may stay silent before it is taken
         for dead (Sentinel's down-after, the cluster's node timeout); 0: the default.
-        ``tls``: every node on TLS only (``Cluster`` and ``ClusterWithReplicas``)."""
+        ``tls``: every node on TLS only (``Sentinel``, ``Cluster``, ``ClusterWithReplicas``)."""
         self.patience_ms = patience_ms
         self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix=f"mediacache-{self.kind}-"))
@@ -264,8 +264,8 @@ class Sentinel(Topology):
     name = "mcmaster"
 
     def start(self) -> Sentinel:
-        self.master = Node(self.root / "master", free_port(), [])
-        self.replica = Node(self.root / "replica", free_port(), [])
+        self.master = Node(self.root / "master", free_port(), [], tls=self.tls)
+        self.replica = Node(self.root / "replica", free_port(), [], tls=self.tls)
         self.replica.args = ["--replicaof", "127.0.0.1", str(self.master.port)]
         self.nodes += [self.master, self.replica]
         self.master.start()
@@ -278,7 +278,9 @@ class Sentinel(Topology):
                 f"sentinel failover-timeout {self.name} 5000\n"
                 f"sentinel parallel-syncs {self.name} 1\n"
             )
-            node = Node(self.root / f"sentinel{i}", free_port(), ["--sentinel"], config)
+            node = Node(
+                self.root / f"sentinel{i}", free_port(), ["--sentinel"], config, tls=self.tls
+            )
             self.sentinels.append(node)
             self.nodes.append(node)
             node.start()
@@ -305,6 +307,7 @@ class Sentinel(Topology):
         return {
             "REDIS_SENTINELS": [f"127.0.0.1:{n.port}" for n in self.sentinels],
             "REDIS_SENTINEL_MASTER": self.name,
+            **({} if self.tls is None else self.tls.settings()),
         }
 
     def master_port(self) -> int:

@@ -1,9 +1,10 @@
-"""Redis over TLS beyond a standalone URL: a 3-master Cluster whose nodes listen on TLS
-only and ask every client for its certificate (``tls-auth-clients yes``; the cluster bus
-on TLS too), with a throwaway CA (``tests/tls_certs.py``). The engine reaches it with
-``REDIS_CLUSTER_NODES`` + ``REDIS_TLS`` and the CA, certificate and key files: the
-serving tier, the write side and the invalidation listener each connect, and a
-client without TLS is turned away."""
+"""Redis over TLS beyond a standalone URL: a 3-master Cluster, and a Sentinel trio over
+a master and its replica, whose nodes (sentinels included) listen on TLS only and ask
+every client for its certificate (``tls-auth-clients yes``; the cluster bus and the
+replication on TLS too), with a throwaway CA (``tests/tls_certs.py``). The engine
+reaches them with ``REDIS_TLS`` and the CA, certificate and key files: the serving
+tier, the write side and the invalidation listener each connect, and a client without
+TLS is turned away."""
 
 from __future__ import annotations
 
@@ -24,17 +25,19 @@ from tests.test_topologies import media_object
 from tests.tls_certs import make_tls_files
 
 
-def test_the_tiers_on_a_tls_only_cluster(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+def test_the_tiers_on_a_tls_only_topology(kind: str, tmp_path: Path) -> None:
     files = make_tls_files(tmp_path / "tls")
     body = b"secure" * 1000
-    media_hash = "TlsCluster00000000001"
-    with running("cluster", tls=files) as cluster:
-        settings = MediaSettings(**{"REDIS_URL": "", **cluster.settings()})  # type: ignore[arg-type]
+    media_hash = "TlsTopology0000000001"
+    with running(kind, tls=files) as redis_side:
+        settings = MediaSettings(**{"REDIS_URL": "", **redis_side.settings()})  # type: ignore[arg-type]
         topology = RedisTopology.from_settings(settings)
         assert topology is not None
         assert topology.tls
-        with pytest.raises(redis.ConnectionError):  # no TLS, no answer
-            redis.Redis(host="127.0.0.1", port=cluster.nodes[0].port, socket_timeout=2).ping()
+        for node in redis_side.nodes:  # data nodes and sentinels: no TLS, no answer
+            with pytest.raises(redis.ConnectionError):
+                redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=0.5).ping()
 
         async def scenario() -> list[str]:
             heard: list[str] = []
