@@ -55,6 +55,7 @@ LATE_AFTER = 3  # heartbeats
 RECONNECT_FIRST = 0.1  # seconds before the first attempt after a working subscription
 RECONNECT_MAX = 1.0  # the longest wait between two attempts: back within 1 s of Redis
 GAP_FLUSH_EVERY = 5.0  # seconds between two L1 flushes while the channel stays down
+# (the default of MEDIA_INVALIDATION_GAP_FLUSH_EVERY)
 
 
 class Gap(Exception):
