@@ -60,9 +60,10 @@ replay: install
 
 ## Past one process: 2 replicas x 2 workers behind nginx (deploy/nginx/balancer.conf) and
 ## the nginx and Varnish edges (deploy/edge/), on PostgreSQL, moto S3 and a private Redis
-## (SCALE_ARGS="--topologies standalone,sentinel,cluster" for a row each, with a master killed
-## under load); one table. SCALE_ARGS=--quick for a smoke run; SCALE_ARGS=--edge-only for the
-## edge lines alone; SCALE_ARGS="--database postgres://..." for another server.
+## (SCALE_ARGS="--topologies standalone,sentinel,cluster,cluster-replicas" for a row each, with
+## a master killed under load); one table. SCALE_ARGS=--quick for a smoke run;
+## SCALE_ARGS=--edge-only for the edge lines alone; SCALE_ARGS="--database postgres://..."
+## for another server.
 scale: install
 	./bench/install.sh
 	$(BIN)/python scripts/ensure_test_services.py

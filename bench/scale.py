@@ -15,18 +15,21 @@ yardstick. Then, per topology:
 * stampede: 200 concurrent cold GETs of one object, half to each replica: S3 GETs;
 * failover: GETs through the balancer, every body checked, while a Redis master is
   SIGKILLed (Sentinel: the master, its replica promoted; Cluster: one of 3 masters,
-  started again 5 s later; standalone: the server, started again, empty, 5 s later):
-  errors, wrong bytes, and the recovery (from the kill until objects read through one
-  replica are Redis hits on the other; tests/test_redis_failover.py's method);
+  started again 5 s later; Cluster with replicas: one of 3 masters, its replica
+  promoted; standalone: the server, started again, empty, 5 s later): errors, wrong
+  bytes, the recovery (from the kill until objects read through one replica are Redis
+  hits on the other; tests/test_redis_failover.py's method), and the S3 GETs from the
+  kill to the end of the run against the objects they were for (moto's recorder);
 
 and the edge lines: hit req/s through each edge against nginx from disk (alternating
 rounds, best shown; target >= 90%), and how long a deleted object stays at the purged
 edge. ``--edge-only`` measures the edge lines alone (on the first topology).
 
 Topologies: ``TOPOLOGIES`` maps a name to a ``tests/redis_topologies.py`` class
-(``standalone``, ``sentinel``: master + replica + 3 sentinels, ``cluster``: 3 masters);
-``--topologies standalone,sentinel,cluster`` measures every row the same way, one
-topology after the other.
+(``standalone``, ``sentinel``: master + replica + 3 sentinels, ``cluster``: 3 masters,
+``cluster-replicas``: 3 masters + 3 replicas);
+``--topologies standalone,sentinel,cluster,cluster-replicas`` measures every row the
+same way, one topology after the other.
 
 Everything started is stopped at the end, on an error, on Ctrl-C and on SIGTERM: the
 services, nginx, Varnish and moto are in one ``Processes`` (each in its own session:
@@ -53,7 +56,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from tests.nginx_edge import nginx_edge_argv
-from tests.redis_topologies import Cluster, Node, Sentinel, Standalone
+from tests.redis_topologies import Cluster, ClusterWithReplicas, Node, Sentinel, Standalone
 from tests.redis_topologies import Topology as RedisSide
 from tests.varnish import varnish_argv
 
@@ -89,10 +92,12 @@ TOPOLOGIES: dict[str, Callable[[], RedisSide]] = {
     "standalone": Standalone,
     "sentinel": Sentinel,
     "cluster": Cluster,
+    "cluster-replicas": ClusterWithReplicas,
 }
 
 FAILOVER_DEADLINE = 30.0  # seconds Redis hits may take to come back before giving up
 RESTART_AFTER = 5.0  # standalone and cluster: the killed node is started again after this
+CHANNEL_LOG = "invalidation channel"  # the listener's log lines: lost, back
 RECOVERED_AFTER = 5  # probes in a row that hit
 
 
@@ -120,6 +125,10 @@ class Failover:
     restarted_s: float | None = None  # when the killed node was started again
     kinds: dict[str, int] = field(default_factory=dict)  # "load HTTP 502": 1, ...
     timeline: list[tuple[float, bool]] = field(default_factory=list)
+    s3_gets: int = 0  # from the kill to the end: what the outage cost S3
+    s3_objects: int = 0  # the objects those GETs were for
+    s3_max_per_object: int = 0
+    channel_logs: int = 0  # the replicas' invalidation-channel log lines (lost, back)
 
 
 EDGES = ("nginx", "varnish")  # the edge caches measured, and the purge style of each
@@ -546,6 +555,28 @@ def _kill_master(topology: RedisSide) -> Node:
     return node
 
 
+def _restarts(topology: RedisSide) -> bool:
+    """Whether the killed node must come back: no replica takes over its data."""
+    return not isinstance(topology, Sentinel | ClusterWithReplicas)
+
+
+def _channel_logs(replicas: list[Proc]) -> int:
+    return sum(
+        r.log.read_text(errors="replace").count(CHANNEL_LOG) for r in replicas if r.log.exists()
+    )
+
+
+def _s3_gets(recorded: list[dict[str, object]]) -> Counter[str]:
+    """S3 object GETs per object (moto's recorder; its own API left out)."""
+    return Counter(
+        str(r["url"]).split("?")[0]
+        for r in recorded
+        if r.get("method") == "GET"
+        and BUCKET in str(r.get("url", ""))
+        and "/moto-api/" not in str(r["url"])
+    )
+
+
 def _restart(topology: RedisSide, node: Node) -> None:
     """The killed node started again on its port (standalone: empty; a cluster node keeps
     its identity and slots in nodes.conf and is waited for until the cluster says ok)."""
@@ -581,12 +612,15 @@ def measure_failover(
         say("failover: no Redis hit on the probe before the fault")
     result = Failover()
     load = FailoverLoad(base, hot, cold)
+    recorder = S3Recorder(stack.s3_url)
     load.start()
     try:
         time.sleep(2.0)
+        logs_before = _channel_logs(replicas)
+        recorder.start()
         killed = _kill_master(topology)
         killed_at = time.monotonic()
-        restart = not isinstance(topology, Sentinel)
+        restart = _restarts(topology)
         while result.recovery_s is None:
             since = time.monotonic() - killed_at
             if since > FAILOVER_DEADLINE or not probes:
@@ -608,6 +642,11 @@ def measure_failover(
         time.sleep(2.0)  # and a little after
     finally:
         load.stop()
+    per_object = _s3_gets(recorder.stop())
+    result.s3_gets = sum(per_object.values())
+    result.s3_objects = len(per_object)
+    result.s3_max_per_object = max(per_object.values(), default=0)
+    result.channel_logs = _channel_logs(replicas) - logs_before
     result.requests = load.tally.requests + probe_tally.requests
     result.errors = load.tally.errors + probe_tally.errors
     result.wrong_bytes = load.tally.wrong_bytes + probe_tally.wrong_bytes
@@ -703,7 +742,10 @@ def measure_topology(
         f"[{name}] failover: {failover.requests} requests, {failover.errors} errors, "
         f"{failover.wrong_bytes} wrong bodies {failover.kinds or ''}; Redis hits back after "
         f"{_seconds(failover.recovery_s)} s (killed node back at "
-        f"{_seconds(failover.restarted_s)} s; probes: {timeline})"
+        f"{_seconds(failover.restarted_s)} s; probes: {timeline}); S3 GETs since the kill: "
+        f"{failover.s3_gets} for {failover.s3_objects} objects, at most "
+        f"{failover.s3_max_per_object} for one; {failover.channel_logs} invalidation-channel "
+        "log lines"
     )
 
     for proc in (balancer, *replicas):
@@ -794,9 +836,10 @@ def print_rows(args: argparse.Namespace, rows: list[Row]) -> None:
         f"{args.deletes} deletes; 200-GET stampedes"
     )
     header = (
-        f"{'topology':<12} {'hit req/s':>10} {'1 replica':>10} {'Redis-hit req/s':>16} "
+        f"{'topology':<16} {'hit req/s':>10} {'1 replica':>10} {'Redis-hit req/s':>16} "
         f"{'DELETE ms':>10} {'delete-visible p50/p99 ms':>26} {'stampede S3 GETs':>17} "
-        f"{'failover: requests / errors / wrong bytes / recovery s':>54}"
+        f"{'failover: requests / errors / wrong bytes / recovery s':>54} "
+        f"{'S3 GETs / objects':>17}"
     )
     print(header)
     print("-" * len(header))
@@ -809,10 +852,11 @@ def print_rows(args: argparse.Namespace, rows: list[Row]) -> None:
             if f is None
             else f"{f.requests:,} / {f.errors} / {f.wrong_bytes} / {_seconds(f.recovery_s)}"
         )
+        outage_gets = "-" if f is None else f"{f.s3_gets} / {f.s3_objects}"
         print(
-            f"{row.topology:<12} {row.hit_rps:>10,.0f} {row.direct_rps:>10,.0f} "
+            f"{row.topology:<16} {row.hit_rps:>10,.0f} {row.direct_rps:>10,.0f} "
             f"{row.redis_rps:>16,.0f} {row.delete_ms:>10.1f} {visible:>26} {gets:>17} "
-            f"{failover:>54}"
+            f"{failover:>54} {outage_gets:>17}"
         )
     print(
         "hit req/s: L1 hits through the balancer; 1 replica: the same, straight to one replica "
@@ -821,10 +865,13 @@ def print_rows(args: argparse.Namespace, rows: list[Row]) -> None:
         "replica B answers 404 (0: at the first look);\nfailover: GETs through the balancer "
         "(6 at a time, 1 in 5 of a cold object) while a Redis master is SIGKILLed 2 s in "
         "(sentinel: the\nmaster, its replica promoted; cluster: 1 of 3 masters, started again "
-        "5 s later; standalone: the server, started again\nempty on its port 5 s later); "
+        "5 s later; cluster-replicas: 1 of 3 masters,\nits replica promoted; standalone: the "
+        "server, started again empty on its port 5 s later); "
         "errors: non-200 answers and transport errors; wrong bytes: 200s whose body differs;"
         "\nrecovery: from the kill until objects read through replica A are Redis HITs on "
-        f"replica B (5 probes in a row; -: not within {FAILOVER_DEADLINE:.0f} s)"
+        f"replica B (5 probes in a row; -: not within {FAILOVER_DEADLINE:.0f} s);\nS3 GETs / "
+        "objects: S3 GETs from the kill to the end of the failover run, and how many objects "
+        "they were for\n(the floor: one GET per object read)"
     )
 
 

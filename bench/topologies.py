@@ -3,12 +3,13 @@ L1, and how fast a broken invalidation channel is noticed (the L1 flush).
 
     .venv/bin/python -m bench.topologies [--deletes 200] [--gaps 5]
 
-Starts its own standalone Redis, Sentinel trio (master + replica) and 3-master
-Cluster on free loopback ports (``tests/redis_topologies.py``), one after the other,
-and stops them. Per topology, two "replicas" in this process, each with its own
-client, as two processes would have: replica B holds objects in its L1 and follows
-the invalidation channel (``RedisTier.listen_for_invalidations``, as a serving
-process does); replica A purges (``RedisWriter.delete``, what a DELETE calls).
+Starts its own standalone Redis, Sentinel trio (master + replica), 3-master Cluster
+and Cluster of 3 masters + 3 replicas on free loopback ports
+(``tests/redis_topologies.py``), one after the other, and stops them. Per topology,
+two "replicas" in this process, each with its own client, as two processes would
+have: replica B holds objects in its L1 and follows the invalidation channel
+(``RedisTier.listen_for_invalidations``, as a serving process does); replica A
+purges (``RedisWriter.delete``, what a DELETE calls).
 
 - delete visible: from A's purge call until B's L1 no longer holds the object.
 - gap, reset: B's subscription connection killed (``CLIENT KILL TYPE pubsub``)
@@ -149,10 +150,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deletes", type=int, default=200)
     parser.add_argument("--gaps", type=int, default=5)
-    parser.add_argument("--only", choices=["standalone", "sentinel", "cluster"], action="append")
+    parser.add_argument(
+        "--only",
+        choices=["standalone", "sentinel", "cluster", "cluster-replicas"],
+        action="append",
+    )
     args = parser.parse_args()
     results = {}
-    for kind in args.only or ["standalone", "sentinel", "cluster"]:
+    for kind in args.only or ["standalone", "sentinel", "cluster", "cluster-replicas"]:
         started = time.monotonic()
         with running(kind) as topology:
             up = time.monotonic() - started
@@ -163,12 +168,12 @@ def main() -> None:
         f"\nL1 coherence per Redis topology ({args.deletes} deletes, {args.gaps} gaps of each kind)"
     )
     print(
-        f"{'topology':<11} {'start s':>7} {'delete p50 ms':>13} {'p99 ms':>7} {'max ms':>7} "
+        f"{'topology':<16} {'start s':>7} {'delete p50 ms':>13} {'p99 ms':>7} {'max ms':>7} "
         f"{'p99 vs standalone':>17} {'gap reset ms':>12} {'gap silent ms':>13} {'max':>6}"
     )
     for kind, r in results.items():
         print(
-            f"{kind:<11} {r['start_s']:7.1f} {r['p50']:13.2f} {r['p99']:7.2f} {r['max']:7.1f} "
+            f"{kind:<16} {r['start_s']:7.1f} {r['p50']:13.2f} {r['p99']:7.2f} {r['max']:7.1f} "
             f"{r['p99'] / base['p99']:16.2f}x {r['reset']:12.1f} {r['silent']:13.0f} "
             f"{r['silent_max']:6.0f}"
         )

@@ -251,6 +251,7 @@ REDIS_URL = env.str("REDIS_URL")
 _REDIS_NAMES = (
     "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_CLUSTER_NODES", "REDIS_USERNAME",
     "REDIS_PASSWORD", "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD", "REDIS_DB",
+    "REDIS_TLS", "REDIS_TLS_CA_FILE", "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE",
 )  # fmt: skip
 
 # Every engine setting (mediacache.MediaSettings: its keys, types and defaults) comes from

@@ -127,6 +127,7 @@ class Engine:
                 timeout=self.settings.REDIS_TIMEOUT,
                 retry_after=self.settings.REDIS_RETRY_AFTER,
                 heartbeat=self.settings.INVALIDATION_HEARTBEAT,
+                gap_flush_every=self.settings.INVALIDATION_GAP_FLUSH_EVERY,
             )
         return MediaService(
             self.settings,

@@ -8,6 +8,14 @@ bounded. The shared Redis (6379) is never touched.
   --sentinel``: Debian has no ``redis-sentinel`` binary), down-after 1000 ms.
 - ``Cluster``: three masters, no replicas (``redis-cli --cluster create``); each
   node's bus port (its port + 10000) is free too.
+- ``ClusterWithReplicas``: three masters and one replica each (``--cluster-replicas
+  1``), what the README recommends: a killed master's replica is promoted after the
+  node timeout (2 s unless ``patience_ms``), no restart needed.
+
+With ``tls`` (a ``TlsFiles``: a CA, and a certificate and key that serve both the
+servers and the clients), every node listens on TLS only (``--port 0 --tls-port P``,
+``tls-auth-clients yes``, the cluster bus and replication over TLS too) and the
+settings carry ``REDIS_TLS`` and the files.
 
 ``settings()`` gives the engine's settings for the topology (``MediaSettings``
 overrides), ``environment()`` the same as environment variables for a service
@@ -24,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,36 @@ import redis.cluster
 from tests.servers import free_port
 
 START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_args(self) -> list[str]:
+        return [
+            "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "yes",
+            "--tls-replication", "yes", "--tls-cluster", "yes",
+        ]  # fmt: skip
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.ca),
+            "ssl_certfile": str(self.cert),
+            "ssl_keyfile": str(self.key),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "REDIS_TLS": True,
+            "REDIS_TLS_CA_FILE": str(self.ca),
+            "REDIS_TLS_CERT_FILE": str(self.cert),
+            "REDIS_TLS_KEY_FILE": str(self.key),
+        }
 
 
 def _binary() -> str:
@@ -76,11 +115,19 @@ def cluster_port() -> int:
 class Node:
     """One redis-server process (data node or sentinel)."""
 
-    def __init__(self, directory: Path, port: int, args: list[str], config: str = "") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        args: list[str],
+        config: str = "",
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.directory = directory
         self.port = port
         self.args = args
         self.config = config
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -91,8 +138,12 @@ class Node:
             if not conf.exists():  # a sentinel rewrites its file: keep what it learnt
                 conf.write_text(self.config)
             argv.append(str(conf))
+        if self.tls is None:
+            argv += ["--port", str(self.port)]
+        else:
+            argv += ["--port", "0", "--tls-port", str(self.port), *self.tls.server_args()]
         argv += [
-            "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(self.directory), *self.args,
         ]  # fmt: skip
         if "--sentinel" not in self.args:  # DEBUG SLEEP makes a node slow (slowed())
@@ -104,8 +155,9 @@ class Node:
         return self
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        options = {"socket_timeout": 2, "socket_connect_timeout": 1, **kwargs}
-        return redis.Redis(port=self.port, **options)
+        tls = {} if self.tls is None else self.tls.client_options()
+        options = {"socket_timeout": 2, "socket_connect_timeout": 1, **tls, **kwargs}
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
     def kill(self) -> None:
         """SIGKILL: as a crashed or lost node."""
@@ -132,10 +184,12 @@ class Node:
 class Topology:
     kind = ""
 
-    def __init__(self, *, patience_ms: int = 0) -> None:
+    def __init__(self, *, patience_ms: int = 0, tls: TlsFiles | None = None) -> None:
         """``patience_ms``: how long a silent master may stay silent before it is taken
-        for dead (Sentinel's down-after, the cluster's node timeout); 0: the default."""
+        for dead (Sentinel's down-after, the cluster's node timeout); 0: the default.
+        ``tls``: every node on TLS only (``Sentinel``, ``Cluster``, ``ClusterWithReplicas``)."""
         self.patience_ms = patience_ms
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix=f"mediacache-{self.kind}-"))
         self.nodes: list[Node] = []
 
@@ -210,8 +264,8 @@ class Sentinel(Topology):
     name = "mcmaster"
 
     def start(self) -> Sentinel:
-        self.master = Node(self.root / "master", free_port(), [])
-        self.replica = Node(self.root / "replica", free_port(), [])
+        self.master = Node(self.root / "master", free_port(), [], tls=self.tls)
+        self.replica = Node(self.root / "replica", free_port(), [], tls=self.tls)
         self.replica.args = ["--replicaof", "127.0.0.1", str(self.master.port)]
         self.nodes += [self.master, self.replica]
         self.master.start()
@@ -224,7 +278,9 @@ class Sentinel(Topology):
                 f"sentinel failover-timeout {self.name} 5000\n"
                 f"sentinel parallel-syncs {self.name} 1\n"
             )
-            node = Node(self.root / f"sentinel{i}", free_port(), ["--sentinel"], config)
+            node = Node(
+                self.root / f"sentinel{i}", free_port(), ["--sentinel"], config, tls=self.tls
+            )
             self.sentinels.append(node)
             self.nodes.append(node)
             node.start()
@@ -251,6 +307,7 @@ class Sentinel(Topology):
         return {
             "REDIS_SENTINELS": [f"127.0.0.1:{n.port}" for n in self.sentinels],
             "REDIS_SENTINEL_MASTER": self.name,
+            **({} if self.tls is None else self.tls.settings()),
         }
 
     def master_port(self) -> int:
@@ -294,24 +351,50 @@ class Sentinel(Topology):
 
 class Cluster(Topology):
     kind = "cluster"
+    replicas_per_master = 0
 
     def start(self) -> Cluster:
-        for i in range(3):
+        for i in range(3 * (1 + self.replicas_per_master)):
             node = Node(
                 self.root / f"node{i}", cluster_port(),
                 ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", str(self.patience_ms or 2000)],
+                tls=self.tls,
             )  # fmt: skip
             self.nodes.append(node)
             node.start()
         create = [
             "redis-cli", "--cluster", "create",
             *(f"127.0.0.1:{n.port}" for n in self.nodes),
-            "--cluster-replicas", "0", "--cluster-yes",
+            "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes",
         ]  # fmt: skip
+        if self.tls is not None:
+            create += ["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.cert),
+                       "--key", str(self.tls.key)]  # fmt: skip
         subprocess.run(create, check=True, capture_output=True, timeout=START_TIMEOUT)
-        _wait(self._ok, START_TIMEOUT, "cluster")
+        _wait(lambda: self._ok() and self._replicas_linked(), START_TIMEOUT, "cluster")
         return self
+
+    def _role(self, node: Node) -> str:
+        client = node.client()
+        try:
+            return str(client.info("replication")["role"])
+        finally:
+            client.close()
+
+    def _replicas_linked(self) -> bool:
+        """Every replica has done its first sync (else it could not be promoted)."""
+        for node in self.nodes:
+            if not node.alive:
+                continue
+            client = node.client()
+            try:
+                info = client.info("replication")
+                if info["role"] != "master" and info.get("master_link_status") != "up":
+                    return False
+            finally:
+                client.close()
+        return True
 
     def _ok(self) -> bool:
         for node in self.nodes:
@@ -326,17 +409,24 @@ class Cluster(Topology):
         return True
 
     def settings(self) -> dict[str, Any]:
-        return {"REDIS_CLUSTER_NODES": [f"127.0.0.1:{n.port}" for n in self.nodes]}
+        tls = {} if self.tls is None else self.tls.settings()
+        return {"REDIS_CLUSTER_NODES": [f"127.0.0.1:{n.port}" for n in self.nodes], **tls}
 
     def client(self) -> redis.cluster.RedisCluster:
         alive = [n for n in self.nodes if n.alive]
+        tls = {} if self.tls is None else self.tls.client_options()
         return redis.cluster.RedisCluster(
             startup_nodes=[redis.cluster.ClusterNode("127.0.0.1", n.port) for n in alive],
             socket_timeout=2,
+            **tls,
         )
 
     def masters(self) -> list[Node]:
-        return [n for n in self.nodes if n.alive]
+        """The live nodes that are masters now (a promoted replica among them)."""
+        return [n for n in self.nodes if n.alive and self._role(n) == "master"]
+
+    def replicas(self) -> list[Node]:
+        return [n for n in self.nodes if n.alive and self._role(n) != "master"]
 
     def node_of(self, key: str) -> Node:
         """The master that holds ``key``'s slot."""
@@ -355,6 +445,21 @@ class Cluster(Topology):
         identity and slots); wait until the cluster says ok."""
         node.start()
         _wait(self._ok, START_TIMEOUT, "cluster after restart")
+
+
+class ClusterWithReplicas(Cluster):
+    kind = "cluster-replicas"
+    replicas_per_master = 1
+
+    def wait_promoted(self, killed: Node, timeout: float = 60) -> float:
+        """Until a live master serves the slots ``killed`` had and the cluster says ok
+        again (its replica was promoted); when."""
+
+        def promoted() -> bool:
+            return not killed.alive and len(self.masters()) == 3 and self._ok()
+
+        _wait(promoted, timeout, "replica promotion")
+        return time.monotonic()
 
 
 @contextlib.contextmanager
@@ -388,10 +493,11 @@ TOPOLOGIES: dict[str, type[Topology]] = {
     "standalone": Standalone,
     "sentinel": Sentinel,
     "cluster": Cluster,
+    "cluster-replicas": ClusterWithReplicas,
 }
 
 
 @contextlib.contextmanager
-def running(kind: str, *, patience_ms: int = 0) -> Iterator[Topology]:
-    with TOPOLOGIES[kind](patience_ms=patience_ms) as topology:
+def running(kind: str, *, patience_ms: int = 0, tls: TlsFiles | None = None) -> Iterator[Topology]:
+    with TOPOLOGIES[kind](patience_ms=patience_ms, tls=tls) as topology:
         yield topology

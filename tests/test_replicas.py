@@ -22,7 +22,7 @@ from tests.servers import free_port
 from tests.service_process import PROXIED, Service, production_environment, serve_sh
 from tests.test_tiers import _burst, s3_gets
 
-KINDS = ["standalone", "sentinel", "cluster"]
+KINDS = ["standalone", "sentinel", "cluster", "cluster-replicas"]
 
 
 @pytest.fixture(scope="module", params=KINDS)

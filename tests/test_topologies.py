@@ -1,6 +1,7 @@
 """The tiers on each Redis topology: standalone, Sentinel (master + replica + three
-sentinels) and a 3-master Cluster, each real ``redis-server`` processes started by
-``tests/redis_topologies.py`` on free loopback ports for this module.
+sentinels), a 3-master Cluster and a Cluster of 3 masters with one replica each, each
+real ``redis-server`` processes started by ``tests/redis_topologies.py`` on free
+loopback ports for this module.
 
 Each server below has its own engine (own L1, own single-flight, own invalidation
 listener), as separate replicas would; they share the topology, PostgreSQL and S3.
@@ -32,11 +33,11 @@ from mediacache.tiers.singleflight import SingleFlight
 from mediacache.tiers.topology import RedisTopology
 from tests.conftest import s3_storage_settings, upload
 from tests.faults import FaultProxy
-from tests.redis_topologies import Cluster, Topology, running, slowed
+from tests.redis_topologies import Cluster, ClusterWithReplicas, Topology, running, slowed
 from tests.servers import RunningServer, serve_asgi
 from tests.test_tiers import _burst, s3_gets
 
-KINDS = ["standalone", "sentinel", "cluster"]
+KINDS = ["standalone", "sentinel", "cluster", "cluster-replicas"]
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -193,6 +194,46 @@ def test_lock_claim_and_release_on_every_topology(redis_on: Topology) -> None:
             await tier.close()
 
     asyncio.run(scenario())
+
+
+def test_reads_never_go_to_a_cluster_replica() -> None:
+    """A replica can lag a purge: a read served by it could bring a deleted object back.
+    With every replica frozen (SIGSTOP: a read sent there would time out), the tier
+    still reads what it wrote, and the tombstone a purge wrote, at once."""
+    from mediacache.tiers.redis import RedisWriter
+
+    body = b"primary!" * 300
+    media_hash = "ReplicaRead0000000001"
+    with running("cluster-replicas", patience_ms=5000) as cluster:
+        assert isinstance(cluster, ClusterWithReplicas)
+        frozen = cluster.replicas()
+        assert len(frozen) == 3
+
+        async def scenario() -> None:
+            tier = tier_on(cluster)
+            writer = RedisWriter(topology_of(cluster), timeout=1.0, tombstone_ttl=60)
+            try:
+                assert tier.client.load_balancing_strategy is None
+                assert writer.client.load_balancing_strategy is None
+                await tier.put(build_cached(media_object(media_hash, body), body), 60)
+                for node in frozen:
+                    assert node.process is not None
+                    os.kill(node.process.pid, signal.SIGSTOP)
+                cached = await tier.get(media_hash)
+                assert cached is not None
+                assert not isinstance(cached, bytes)
+                assert cached.body == body
+                assert writer.delete(media_hash)
+                assert await tier.get(media_hash) == codec.TOMBSTONE
+                assert tier.breaker.failures == 0
+            finally:
+                for node in frozen:
+                    if node.process is not None:
+                        os.kill(node.process.pid, signal.SIGCONT)
+                writer.client.close()
+                await tier.close()
+
+        asyncio.run(scenario())
 
 
 # --- across replicas -----------------------------------------------------------------

@@ -45,9 +45,19 @@ class MediaSettings:
     REDIS_SENTINEL_USERNAME: str = ""
     REDIS_SENTINEL_PASSWORD: str = ""
     REDIS_DB: int = 0
+    # TLS to Sentinel's and Cluster's nodes (a standalone server: its rediss:// URL); the CA
+    # that verifies them and the client's certificate, for rediss:// URLs too.
+    REDIS_TLS: bool = False
+    REDIS_TLS_CA_FILE: str = ""
+    REDIS_TLS_CERT_FILE: str = ""
+    REDIS_TLS_KEY_FILE: str = ""
     # Seconds between the heartbeats each process sends itself through the invalidation
     # channel; one not back within three of them is a gap (L1 flushed, subscription renewed).
     INVALIDATION_HEARTBEAT: float = 0.5
+    # Seconds between two L1 flushes while the invalidation channel stays down (a purge
+    # Redis could not announce lives in L1 at most this long; each flush costs a store
+    # read per hot object and process).
+    INVALIDATION_GAP_FLUSH_EVERY: float = 5.0
     REDIS_TIMEOUT: float = 0.1
     REDIS_RETRY_AFTER: float = 1.0
     CACHE_TTL: int = 7 * 24 * 3600

@@ -25,7 +25,11 @@ from mediacache.core.counters import STATS
 from mediacache.core.headers import build_cached
 from mediacache.core.objects import CachedMedia
 from mediacache.tiers import codec
-from mediacache.tiers.invalidation import INVALIDATION_CHANNEL, InvalidationListener
+from mediacache.tiers.invalidation import (
+    GAP_FLUSH_EVERY,
+    INVALIDATION_CHANNEL,
+    InvalidationListener,
+)
 from mediacache.tiers.topology import CLIENT_FAULTS, RedisTopology, SyncClient
 
 logger = logging.getLogger("mediacache.redis")
@@ -95,12 +99,14 @@ class RedisTier:
         timeout: float,
         retry_after: float,
         heartbeat: float = 0.5,
+        gap_flush_every: float = GAP_FLUSH_EVERY,
     ) -> None:
         if isinstance(topology, str):
             topology = RedisTopology("standalone", url=topology)
         self.topology = topology
         self.timeout = timeout
         self.heartbeat = heartbeat
+        self.gap_flush_every = gap_flush_every
         self.breaker = CircuitBreaker(retry_after)
         self.client = topology.async_client(
             timeout=timeout, connect_timeout=timeout, max_connections=256
@@ -198,6 +204,7 @@ class RedisTier:
             on_gap=on_gap,
             heartbeat=self.heartbeat,
             timeout=self.timeout,
+            gap_flush_every=self.gap_flush_every,
         )
         await self.listener.run()
 

@@ -4,9 +4,17 @@ Three topologies, chosen by the settings: a standalone server (``REDIS_URL``), a
 master watched by Sentinel (``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``: the
 client asks the sentinels where the master is at each new connection, so it follows
 a failover), and Redis Cluster (``REDIS_CLUSTER_NODES``: the client learns the slot
-map from any node and follows MOVED). Everything above this module uses the same
-commands on all three: the keys of one object share a hash tag (``codec``), so every
-multi-key command, pipeline and script touches one slot.
+map from any node and follows MOVED; with a replica per master, the replica is
+promoted when its master dies, and reads never go to replicas). Everything above
+this module uses the same commands on all three: the keys of one object share a hash
+tag (``codec``), so every multi-key command, pipeline and script touches one slot.
+
+TLS: a standalone server by its ``rediss://`` URL; Sentinel and Cluster with
+``REDIS_TLS`` (every connection: the sentinels, the data nodes, each cluster node the
+slot map names). ``REDIS_TLS_CA_FILE`` verifies the servers (default: the system's
+CAs), ``REDIS_TLS_CERT_FILE``/``REDIS_TLS_KEY_FILE`` is the client's certificate for
+servers that ask for one (``tls-auth-clients yes``); with a ``rediss://`` URL they
+apply too.
 """
 
 from __future__ import annotations
@@ -64,6 +72,10 @@ class RedisTopology:
     sentinel_username: str = ""
     sentinel_password: str = ""
     db: int = 0
+    tls: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @classmethod
     def from_settings(cls, settings: MediaSettings) -> RedisTopology | None:
@@ -80,6 +92,14 @@ class RedisTopology:
         if len(chosen) > 1:
             raise TopologyError(f"set only one of {', '.join(chosen)}")
         username, password = settings.REDIS_USERNAME, settings.REDIS_PASSWORD
+        if bool(settings.REDIS_TLS_CERT_FILE) != bool(settings.REDIS_TLS_KEY_FILE):
+            raise TopologyError("set both REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or neither")
+        tls: dict[str, Any] = {
+            "tls": settings.REDIS_TLS,
+            "tls_ca_file": settings.REDIS_TLS_CA_FILE,
+            "tls_cert_file": settings.REDIS_TLS_CERT_FILE,
+            "tls_key_file": settings.REDIS_TLS_KEY_FILE,
+        }
         if settings.REDIS_SENTINELS:
             if not settings.REDIS_SENTINEL_MASTER:
                 raise TopologyError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER")
@@ -92,14 +112,18 @@ class RedisTopology:
                 db=settings.REDIS_DB,
                 username=username,
                 password=password,
+                **tls,
             )
         if settings.REDIS_CLUSTER_NODES:
             if settings.REDIS_DB:
                 raise TopologyError("Redis Cluster has only database 0 (REDIS_DB)")
             nodes = tuple(_address(n) for n in settings.REDIS_CLUSTER_NODES)
-            return cls("cluster", nodes=nodes, username=username, password=password)
+            return cls("cluster", nodes=nodes, username=username, password=password, **tls)
         if settings.REDIS_URL:
-            return cls("standalone", url=settings.REDIS_URL)
+            secure = urlsplit(settings.REDIS_URL).scheme == "rediss"
+            if settings.REDIS_TLS and not secure:
+                raise TopologyError("REDIS_TLS with a standalone server: use a rediss:// URL")
+            return cls("standalone", url=settings.REDIS_URL, **{**tls, "tls": secure})
         return None
 
     def describe(self) -> str:
@@ -113,12 +137,26 @@ class RedisTopology:
     def _auth(self) -> dict[str, Any]:
         return {"username": self.username or None, "password": self.password or None}
 
+    def _tls(self) -> dict[str, Any]:
+        """redis-py's TLS options for every connection (none without TLS: a plain
+        connection class refuses them). A standalone URL's scheme already says TLS."""
+        if not self.tls:
+            return {}
+        options: dict[str, Any] = {} if self.kind == "standalone" else {"ssl": True}
+        if self.tls_ca_file:
+            options["ssl_ca_certs"] = self.tls_ca_file
+        if self.tls_cert_file:
+            options["ssl_certfile"] = self.tls_cert_file
+            options["ssl_keyfile"] = self.tls_key_file
+        return options
+
     def _sentinel_kwargs(self, timeout: float) -> dict[str, Any]:
         return {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "username": self.sentinel_username or None,
             "password": self.sentinel_password or None,
+            **self._tls(),
         }
 
     # -- clients --------------------------------------------------------------------------
@@ -131,6 +169,7 @@ class RedisTopology:
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
             "retry": AsyncRetry(NoBackoff(), 0),
+            **self._tls(),
             **extra,
         }
         if self.kind == "standalone":
@@ -154,6 +193,7 @@ class RedisTopology:
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
             "retry": Retry(NoBackoff(), 0),
+            **self._tls(),
         }
         if self.kind == "standalone":
             return redis.Redis.from_url(self.url, **options)
@@ -176,8 +216,17 @@ class RedisTopology:
 
 def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
     """One retry in the cluster: it is what lets the client refresh its slot map after
-    a node died or a slot moved, instead of failing every call until the next refresh."""
+    a node died or a slot moved, instead of failing every call until the next refresh.
+
+    Reads go to masters only (``load_balancing_strategy`` None, redis-py's default, said
+    here so nobody turns it on): a replica can lag a purge, and a read of the object from
+    it after its tombstone was written on the master would put a deleted object back in
+    an L1. After a failover the promoted replica is a master like any other: redis-py
+    8.1 refreshes its slot map on the connection error to the dead master (the retry
+    above) or patches it on the MOVED the promoted node answers.
+    """
     options = dict(options)
+    options["load_balancing_strategy"] = None
     backoff = NoBackoff()
     options["retry"] = (
         AsyncRetry(backoff, 1) if isinstance(options["retry"], AsyncRetry) else Retry(backoff, 1)

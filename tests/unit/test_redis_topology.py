@@ -97,3 +97,39 @@ def test_every_key_of_an_object_is_in_one_slot() -> None:
         assert len({key_slot(k.encode()) for k in keys}) == 1
     assert codec.redis_key("X") == "media:{X}"
     assert codec.legacy_keys("X") == ("media:X", "media:X:t")
+
+
+TLS_FILES = {
+    "REDIS_TLS_CA_FILE": "/etc/mc/ca.pem",
+    "REDIS_TLS_CERT_FILE": "/etc/mc/client.pem",
+    "REDIS_TLS_KEY_FILE": "/etc/mc/client.key",
+}
+
+
+def test_tls_reaches_the_sentinels_and_the_data_nodes() -> None:
+    found = topology(
+        REDIS_SENTINELS=["127.0.0.1:9"], REDIS_SENTINEL_MASTER="mc", REDIS_TLS=True, **TLS_FILES
+    )
+    assert found is not None
+    for client in (
+        found.async_client(timeout=0.1, connect_timeout=0.1),
+        found.sync_client(timeout=0.1, connect_timeout=0.1),
+    ):
+        pool = client.connection_pool
+        assert "SSL" in pool.connection_class.__name__
+        assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/mc/ca.pem"
+        assert pool.connection_kwargs["ssl_keyfile"] == "/etc/mc/client.key"
+        sentinel = pool.sentinel_manager.sentinels[0]  # type: ignore[union-attr]
+        assert "SSL" in sentinel.connection_pool.connection_class.__name__
+
+
+def test_tls_settings_that_cannot_work_are_errors() -> None:
+    with pytest.raises(TopologyError, match="rediss://"):
+        topology(REDIS_URL="redis://h:6379/0", REDIS_TLS=True)
+    with pytest.raises(TopologyError, match="REDIS_TLS_KEY_FILE"):
+        topology(REDIS_CLUSTER_NODES=["c:1"], REDIS_TLS=True, REDIS_TLS_CERT_FILE="/c.pem")
+    secure = topology(REDIS_URL="rediss://h:6380/0", REDIS_TLS_CA_FILE="/etc/mc/ca.pem")
+    assert secure is not None
+    assert secure.tls
+    client = secure.async_client(timeout=0.1, connect_timeout=0.1)
+    assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == "/etc/mc/ca.pem"
