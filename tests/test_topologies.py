@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mediacache.core.counters import HIT_L1, HIT_REDIS, STATS
 from mediacache.core.headers import build_cached
 from mediacache.core.objects import MediaObject
 from mediacache.tiers import codec
@@ -444,9 +445,14 @@ def test_a_slow_redis_does_not_slow_what_l1_holds(redis_on: Topology, record_pro
                 waited += time.monotonic() - started
             assert waited > 0.4  # Redis is slow indeed (about 250 ms a call)
             probe.close()
+            STATS.take()
             during = hits()
+            served = STATS.take()
             time.sleep(0.5)
         assert listener.gaps == gaps  # late is not lost: L1 kept
+        # Every hit answered by L1, none by (or after asking) the slow Redis.
+        assert served.requests[HIT_L1] == len(during)
+        assert served.requests[HIT_REDIS] == 0
     ratio = statistics.median(during) / statistics.median(before)
     record_property(f"l1_hit_slow_redis_ratio_{redis_on.kind}", round(ratio, 2))
     slow, fast = statistics.median(during) * 1000, statistics.median(before) * 1000
@@ -454,7 +460,9 @@ def test_a_slow_redis_does_not_slow_what_l1_holds(redis_on: Topology, record_pro
         f"\n[{redis_on.kind}] L1 hits with Redis +500 ms: median {slow:.2f} ms vs "
         f"{fast:.2f} ms before, max {max(during) * 1000:.1f} ms"
     )
-    assert max(during) < 0.5  # none waited for Redis
+    # None waited for Redis (a call takes about 250 ms now); the median, not the maximum:
+    # a loaded machine can stall any one request for as long (0.57 s seen once).
+    assert statistics.median(during) < 0.1
 
 
 def test_redis_500_ms_away_through_a_proxy_does_not_slow_l1_hits(record_property) -> None:
