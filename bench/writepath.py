@@ -12,8 +12,8 @@ so the two columns share the machine's moment:
 Then 8 clients upload the voice note at once for ``--duration`` seconds (uploads per
 second of the one worker), and 4 clients each upload 60 MB at once (then 64 MB, on a
 fresh service); the RSS of the service's whole process tree (its conversion processes
-included) is sampled every 20 ms in each. The conversion's own CPU (PyAV in this process, no process start) is
-what the WebM target allows on top of the raw put.
+included) is sampled every 20 ms in each. The conversion's own CPU (PyAV in this
+process, no process start) is what the WebM target allows on top of the raw put.
 """
 
 from __future__ import annotations
