@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -34,7 +33,11 @@ _PART_CHECKSUMS = (
 
 
 class S3StreamWriter:
-    """One object under ``key``; see :class:`mediacache.store.base.ObjectWriter`."""
+    """One object under ``key``; see :class:`mediacache.store.base.ObjectWriter`.
+
+    Two buffers of ``part_bytes``, one filling while the other is being sent, and no
+    other copy of the bytes: chunks are copied into the filling buffer, which boto3
+    sends as it is (a ``bytearray`` body), so an upload holds at most two parts."""
 
     def __init__(
         self, client: Any, bucket: str, key: str, params: dict[str, Any], *, part_bytes: int
@@ -44,31 +47,43 @@ class S3StreamWriter:
         self._key = key
         self._params = params
         self._part_bytes = part_bytes
-        self._chunks: list[bytes] = []
-        self._buffered = 0
+        # Grown as bytes come, not allocated at part size: glibc serves a 5 MiB buffer
+        # from its heap once one was freed, and zeroes (touches) all of it.
+        self._filling = bytearray()
+        self._filled = 0
+        self._spare: bytearray | None = None  # the buffer of the last part sent
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._in_flight: Future[dict[str, Any]] | None = None
         self._committed = False
-        self._lock = threading.Lock()  # abort() may come from another thread than write()
         self.parts_sent = 0
 
     def write(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        # ">": the part that ends the object is sent by commit(), so it is never empty.
-        while self._buffered > self._part_bytes:
-            self._send_part(self._take(self._part_bytes))
+        view = memoryview(data)
+        while view:
+            if self._filled == self._part_bytes:
+                # Full, and more is coming: the part that ends the object is sent by
+                # commit() instead, so it is never empty.
+                self._send_filling()
+            room = min(self._part_bytes - self._filled, len(view))
+            end = self._filled + room
+            if end <= len(self._filling):  # a reused buffer
+                self._filling[self._filled : end] = view[:room]
+            else:  # a new one grows with the object (a small upload stays small)
+                self._filling += view[:room]
+            self._filled = end
+            view = view[room:]
 
     def commit(self) -> None:
         try:
             if self._upload_id is None:
-                body = self._take(self._buffered)
+                body = self._filling
+                del body[self._filled :]
                 self._client.put_object(
                     Bucket=self._bucket, Key=self._key, Body=body, **self._params
                 )
             else:
-                self._send_part(self._take(self._buffered))
+                self._send_filling()
                 self._wait_in_flight()
                 self._client.complete_multipart_upload(
                     Bucket=self._bucket,
@@ -79,17 +94,18 @@ class S3StreamWriter:
         except _FAILURES as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         self._committed = True
+        self._filling = bytearray()
+        self._spare = None
 
     def abort(self) -> None:
-        with self._lock:
-            self._chunks.clear()
-            self._buffered = 0
-            in_flight, self._in_flight = self._in_flight, None
+        in_flight, self._in_flight = self._in_flight, None
         if in_flight is not None:
             in_flight.cancel()
             # Its failure is why we abort, or moot now.
             with contextlib.suppress(Exception):
                 in_flight.result()
+        self._filling = bytearray()
+        self._spare = None
         try:
             if self._committed:
                 self._client.delete_object(Bucket=self._bucket, Key=self._key)
@@ -101,18 +117,9 @@ class S3StreamWriter:
             # The bucket's lifecycle rule should also abort incomplete multipart uploads.
             logger.error("[MEDIA] could not abort the upload of %s: %r", self._key, exc)
 
-    def _take(self, size: int) -> bytes:
-        """The first ``size`` buffered bytes, as one ``bytes`` (the rest stays buffered)."""
-        joined = b"".join(self._chunks)
-        self._chunks.clear()
-        part, rest = joined[:size], joined[size:]
-        if rest:
-            self._chunks.append(rest)
-        self._buffered = len(rest)
-        return part
-
-    def _send_part(self, body: bytes) -> None:
-        """Hand ``body`` to the part pool once the part before it is through."""
+    def _send_filling(self) -> None:
+        """Hand the filling buffer to the part pool once the part before it is through;
+        that part's buffer fills next."""
         try:
             self._wait_in_flight()
             if self._upload_id is None:
@@ -122,11 +129,16 @@ class S3StreamWriter:
                 self._upload_id = created["UploadId"]
         except _FAILURES as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
+        body = self._filling
+        if self._filled < len(body):
+            del body[self._filled :]  # the last part
         number = len(self._parts) + 1
-        with self._lock:
-            self._in_flight = _PARTS.submit(self._upload_part, number, body)
+        self._in_flight = _PARTS.submit(self._upload_part, number, body)
+        self._filling = self._spare if self._spare is not None else bytearray()
+        self._spare = body
+        self._filled = 0
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
         response = self._client.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
             PartNumber=number, Body=body,
