@@ -84,6 +84,7 @@ class _StreamedUpload:
         self.send = send
         self.ingest: UploadIngest | None = None
         self.ingested: Ingested | None = None
+        self.body_read = False  # else an answer closes the connection: the rest is unread
 
     async def run(self) -> None:
         try:
@@ -103,11 +104,11 @@ class _StreamedUpload:
         if not await _in_thread(_authenticated, self.headers.get(b"authorization", b"")):
             from .api import UNAUTHORIZED
 
-            return 401, _json({"error": UNAUTHORIZED}), {"Connection": "close"}
+            return 401, _json({"error": UNAUTHORIZED}), {"Connection": "close"}  # body unread
         content_type = self.headers.get(b"content-type", b"").decode("latin-1")
         boundary = boundary_of(content_type)
         if boundary is None:
-            return _file_missing()
+            return _file_missing(body_read=False)
         limit = media_settings().MAX_UPLOAD_BYTES
         declared = self.headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit + FRAMING_BYTES:
@@ -115,7 +116,7 @@ class _StreamedUpload:
         try:
             form = await self._read(MultipartForm(boundary), limit)
             if self.ingest is None:
-                return _file_missing()
+                return _file_missing(body_read=True)
             from .api import form_bool
 
             voice_note = form_bool(form.fields.get("voice_note"))
@@ -161,6 +162,7 @@ class _StreamedUpload:
                 await _off_loop(self.ingest.feed, pending)
                 pending, pending_bytes = [], 0
             if not more:
+                self.body_read = True
                 form.finish()
                 return form
 
@@ -181,8 +183,8 @@ class _StreamedUpload:
         status, body, headers = answer
         STATS.count_event("upload:refused" if status < 500 else "upload:failed")
         logger.warning("[CHAT] streamed upload answered %d: %s", status, body["error"])
-        if isinstance(exc, UploadTooLarge):
-            headers = {**headers, "Connection": "close"}  # the rest of the body is not read
+        if not self.body_read:
+            headers = {**headers, "Connection": "close"}
         return status, _json(body), headers
 
     async def _respond(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -222,10 +224,11 @@ def _record(ingested: Ingested, voice_note: bool | None) -> bytes:
     return attachment_json(attachment)
 
 
-def _file_missing() -> tuple[int, bytes, dict[str, str]]:
+def _file_missing(*, body_read: bool) -> tuple[int, bytes, dict[str, str]]:
     """What the API answers a body without the ``file`` part (ninja's validation error)."""
-    detail = [{"loc": ["body", FILE_FIELD], "msg": "Field required"}]
-    return 400, _json({"error": "invalid request", "detail": detail}), {}
+    detail = [{"loc": ["file", FILE_FIELD], "msg": "Field required"}]  # as ninja says it
+    headers = {} if body_read else {"Connection": "close"}
+    return 400, _json({"error": "invalid request", "detail": detail}), headers
 
 
 def _json(body: dict[str, object]) -> bytes:

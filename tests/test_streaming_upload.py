@@ -230,3 +230,20 @@ def test_the_store_down_is_503_and_nothing_is_kept(api, settings):
     assert response.json()["error"] == "object store unavailable, nothing was stored"
     assert response.headers["retry-after"] == "5"
     assert not MessageAttachment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"other": ("a.bin", b"bytes")},  # no file field
+        {"file": ("empty.ogg", b"")},
+        {"file": ("big.bin", b"x" * 5000)},  # over the limit set below
+    ],
+)
+def test_refusals_are_the_django_views_refusals(api, settings, files):
+    settings.MEDIACACHE = {**settings.MEDIACACHE, "MAX_UPLOAD_BYTES": 1000}
+    streamed = api.post("/api/attachments/", files=files)
+    settings.STREAMING_UPLOADS = False
+    viewed = api.post("/api/attachments/", files=files)
+    assert (streamed.status_code, streamed.json()) == (viewed.status_code, viewed.json())
+    assert not MessageAttachment.objects.exists()
