@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from django.http.request import split_domain_port, validate_host
 from ninja.errors import HttpError
 
 from mediacache.core.asgi_types import ASGIApp, Receive, Scope, Send
@@ -70,11 +71,37 @@ class StreamingUploads:
             and scope["method"] == "POST"
             and scope["path"] == self.path
             and getattr(settings, "STREAMING_UPLOADS", True)
+            and not _refused_by_django(scope)
         ):
             async with ThreadSensitiveContext():
                 await _StreamedUpload(scope, receive, send).run()
             return
         await self.app(scope, receive, send)
+
+
+def _refused_by_django(scope: Scope) -> bool:
+    """Whether Django would answer before any view: a host not in ``ALLOWED_HOSTS``
+    (400), or plain HTTP under ``SECURE_SSL_REDIRECT`` (301). Those requests go to
+    Django, so the answer is its own; the checks are Django's public helpers."""
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    host = headers.get("host", "")
+    if settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers:
+        host = headers["x-forwarded-host"].split(",")[-1].strip()
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as HttpRequest.get_host
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, allowed):
+        return True
+    if not settings.SECURE_SSL_REDIRECT:
+        return False
+    scheme = scope.get("scheme", "http")
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, secure = settings.SECURE_PROXY_SSL_HEADER
+        forwarded = headers.get(name.removeprefix("HTTP_").replace("_", "-").lower())
+        if forwarded is not None:
+            scheme = "https" if forwarded.split(",", 1)[0].strip() == secure else "http"
+    return scheme != "https"
 
 
 class _StreamedUpload:
@@ -91,7 +118,9 @@ class _StreamedUpload:
             status, body, headers = await self._take()
         except ClientGone:
             STATS.count_event("upload:disconnected")
-            logger.warning("[CHAT] upload abandoned by the client mid-body: nothing stored")
+            logger.warning(
+                "[CHAT] upload ended mid-body (client gone, or over the body limit): nothing stored"
+            )
             return
         except Exception as exc:
             status, body, headers = self._answer_for(exc)
