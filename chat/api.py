@@ -147,9 +147,41 @@ def _error(request: HttpRequest, status: int, message: str, detail: object = Non
     return response
 
 
+UNAUTHORIZED = "missing or invalid API key (Authorization: Bearer <key>)"
+Answer = tuple[int, dict[str, object], dict[str, str]]
+
+
+def upload_failure(exc: BaseException) -> Answer | None:
+    """(status, JSON body, headers) for the exceptions an upload can end with, the same
+    through this API's handlers and the streaming entry (:mod:`chat.streaming`)."""
+    if isinstance(exc, UploadTooLarge):
+        return 413, {"error": str(exc)}, {}
+    if isinstance(exc, StoreWriteFailed):
+        body = {"error": "object store unavailable, nothing was stored"}
+        return 503, body, {"Retry-After": "5"}
+    if isinstance(exc, UndecodableMedia):
+        return 400, {"error": f"the file could not be decoded: {exc.reason}"}, {}
+    if isinstance(exc, HttpError):
+        return exc.status_code, {"error": str(exc)}, {}
+    if isinstance(exc, DatabaseError):
+        logger.error("[CHAT] database error: %r", exc)
+        return 503, {"error": "database unavailable, nothing was stored"}, {"Retry-After": "5"}
+    return None
+
+
+def _failure(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    answer = upload_failure(exc)
+    assert answer is not None, exc  # registered only for the exceptions it knows
+    status, body, headers = answer
+    response = api.create_response(request, body, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
 @api.exception_handler(AuthenticationError)
 def _unauthorized(request, exc):
-    return _error(request, 401, "missing or invalid API key (Authorization: Bearer <key>)")
+    return _error(request, 401, UNAUTHORIZED)
 
 
 @api.exception_handler(ValidationError)
@@ -166,22 +198,22 @@ def _not_found(request, exc):
 
 @api.exception_handler(UploadTooLarge)
 def _too_large(request, exc: UploadTooLarge):
-    return _error(request, 413, str(exc))
+    return _failure(request, exc)
 
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    return _error(request, exc.status_code, str(exc))
+    return _failure(request, exc)
 
 
 @api.exception_handler(StoreWriteFailed)
 def _store_down(request, exc):
-    return _error(request, 503, "object store unavailable, nothing was stored", Retry_After="5")
+    return _failure(request, exc)
 
 
 @api.exception_handler(UndecodableMedia)
 def _undecodable(request, exc: UndecodableMedia):
-    return _error(request, 400, f"the file could not be decoded: {exc.reason}")
+    return _failure(request, exc)
 
 
 @api.exception_handler(NotSendable)
@@ -211,8 +243,7 @@ def _bad_number(request, exc):
 
 @api.exception_handler(DatabaseError)
 def _database_down(request, exc):
-    logger.error("[CHAT] database error: %r", exc)
-    return _error(request, 503, "database unavailable, nothing was stored", Retry_After="5")
+    return _failure(request, exc)
 
 
 @api.exception_handler(Exception)
@@ -342,12 +373,12 @@ def send(request: HttpRequest, response: HttpResponse):
             number=request.POST.get("number", ""),
             attachment_id=0,
             caption=request.POST.get("caption", ""),
-            as_document=_form_bool(request.POST.get("as_document")) or False,
+            as_document=form_bool(request.POST.get("as_document")) or False,
             client_ref=request.POST.get("client_ref") or None,
         )
         number = normalize_number(payload.number)
         upload = request.FILES["file"]
-        voice_note = _form_bool(request.POST.get("voice_note"))
+        voice_note = form_bool(request.POST.get("voice_note"))
         meaning = {
             "file_sha256": getattr(request, "upload_sha256", {}).get("file", ""),
             "file_size": upload.size,
@@ -463,7 +494,7 @@ def resend(request: HttpRequest, message_id: int, response: HttpResponse):
     return _answer(request, response, message)
 
 
-def _form_bool(value: str | None) -> bool | None:
+def form_bool(value: str | None) -> bool | None:
     if value is None or value == "":
         return None
     if value.lower() in ("1", "true", "yes", "on"):
@@ -471,6 +502,12 @@ def _form_bool(value: str | None) -> bool | None:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise HttpError(400, f"expected true or false, got {value[:20]!r}")
+
+
+def attachment_json(attachment: MessageAttachment) -> bytes:
+    """The 201's body as this API renders it (:mod:`chat.streaming` answers with it)."""
+    data = AttachmentOut.from_orm(attachment).model_dump()
+    return api.renderer.render(None, data, response_status=201).encode()  # type: ignore[arg-type]
 
 
 def _store_upload(request: HttpRequest, upload, voice_note: bool | None) -> MessageAttachment:

@@ -19,6 +19,7 @@ from mediacache.media.types import SniffedType
 from mediacache.media.variants import Prepared, prepare, wants
 from mediacache.variants import StoreWriteFailed, recorded, store_variant
 
+from .ingest import StoredUpload
 from .models import MessageAttachment
 from .uploads import SNIFF_BYTES, new_object_key, sniff
 
@@ -33,6 +34,7 @@ def create_attachment(
     message=None,
     voice_note: bool | None = None,
     for_sending: bool = False,
+    stored: StoredUpload | None = None,
 ) -> MessageAttachment:
     """Store ``upload`` (and its WhatsApp-ready variant) under fresh keys, then save its row.
 
@@ -48,29 +50,37 @@ def create_attachment(
 
     The row is written only after the store has the bytes; if the row cannot be
     written the objects are deleted again, so neither side is left orphaned.
+
+    ``stored``: the streaming entry (:mod:`chat.streaming`) has already stored the upload
+    while it arrived, and sniffed it; the rest is the same (and a failure deletes it).
     """
-    upload.seek(0)
-    kind = sniff(upload.read(SNIFF_BYTES))
-    upload.seek(0)
-    stored_key = new_object_key(kind.extension)
+    if stored is None:
+        upload.seek(0)
+        kind = sniff(upload.read(SNIFF_BYTES))
+        upload.seek(0)
+        stored_key = new_object_key(kind.extension)
+    else:
+        kind, stored_key = stored.kind, stored.key
+    already = stored is not None
     converting = wants(kind, upload.size or 0, voice_note=voice_note, images=for_sending)
     if for_sending and _in_background(converting, upload.size or 0):
         return _store_for_background_variant(
-            upload, kind, stored_key, original_filename, sha256, message
+            upload, kind, stored_key, original_filename, sha256, message, already_stored=already
         )
-    second = _second_reader(upload) if converting else None
+    second = _second_reader(upload) if converting and not already else None
     written = _WRITES.submit(_write_original, stored_key, second) if second else None
-    stored = False
+    is_stored = already
     attachment: MessageAttachment | None = None
     try:
         with prepare(
             upload, kind, voice_note=voice_note, strict=for_sending, images=for_sending
         ) as prepared:
-            if written is None:
-                _write_original(stored_key, upload)
-            else:
-                written.result()
-            stored = True
+            if not is_stored:
+                if written is None:
+                    _write_original(stored_key, upload)
+                else:
+                    written.result()
+                is_stored = True
             attachment = _record(
                 upload, kind, prepared, stored_key, original_filename, sha256, message
             )
@@ -78,9 +88,9 @@ def create_attachment(
                 warm(attachment, upload, prepared.path)
             return attachment
     except BaseException:
-        if written is not None and not stored:
-            stored = not written.cancel() and written.exception() is None
-        if stored and attachment is None:
+        if written is not None and not is_stored:
+            is_stored = not written.cancel() and written.exception() is None
+        if is_stored and attachment is None:
             _delete_quietly(stored_key)  # refused or failed after the upload was stored
         raise
     finally:
@@ -172,13 +182,16 @@ def _store_for_background_variant(
     original_filename: str,
     sha256: str,
     message,
+    *,
+    already_stored: bool,
 ) -> MessageAttachment:
     """A large voice note: stored and recorded as it came, answered at once; its variant
     is made by a worker (chat.tasks.build_variant), which the send waits for."""
     from .tasks import build_variant as build_variant_task
     from .tasks import enqueue_after_commit
 
-    _write_original(stored_key, upload)
+    if not already_stored:
+        _write_original(stored_key, upload)
     attachment = MessageAttachment(
         message=message,
         original_filename=original_filename[:255],

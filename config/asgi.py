@@ -13,12 +13,17 @@ LIMITED_PATHS = ("/",)
 
 
 def build_application(engine=None):
-    """The whole service; tests build one per server with their own engine."""
+    """The whole service; tests build one per server with their own engine.
+
+    ``/media/`` and the health paths first; then the body limit; then the API's uploads,
+    taken in while they arrive (``chat.streaming``, ``STREAMING_UPLOADS``); then Django."""
     from django.core.asgi import get_asgi_application
 
+    from chat.streaming import StreamingUploads
     from mediacache.serving.router import with_media
 
-    return with_media(get_asgi_application(), engine, limit_paths=LIMITED_PATHS)
+    uploads = StreamingUploads(get_asgi_application())
+    return with_media(uploads, engine, limit_paths=LIMITED_PATHS)
 
 
 application = build_application()

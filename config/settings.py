@@ -305,6 +305,9 @@ EVOLUTION = {
 # variant is made before the upload's answer.
 VOICE_BACKGROUND_BYTES = env.int("VOICE_BACKGROUND_BYTES", 16 * 1024 * 1024)
 
+# POST /api/attachments/ is taken in before Django while the body arrives (chat.streaming:
+# the bytes reach the store as they come); off: Django's view reads the whole body first.
+STREAMING_UPLOADS = env.bool("STREAMING_UPLOADS", True)
 # Uploads: small ones stay in memory, larger ones spool to disk while streaming.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_HANDLERS = [

@@ -44,6 +44,24 @@ class StoredObject:
     size: int
 
 
+class ObjectWriter(Protocol):
+    """One object written from chunks as they arrive: nothing is visible under its key
+    before :meth:`commit`, and :meth:`abort` leaves nothing behind (no object, no open
+    multipart upload). Memory stays bounded: :meth:`write` blocks while the store is
+    behind, instead of holding more."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None:
+        """The object is stored; raises :class:`StoreUnavailable` if it could not be."""
+        ...
+
+    def abort(self) -> None:
+        """Forget everything written so far (also after a commit: the object is deleted).
+        Never raises: it runs while another failure is being answered."""
+        ...
+
+
 class ObjectStore(Protocol):
     def read(self, key: str) -> bytes: ...
 
@@ -53,6 +71,10 @@ class ObjectStore(Protocol):
 
     def write(self, key: str, fileobj: BinaryIO, content_type: str | None = None) -> None:
         """Store ``fileobj`` under ``key`` (keys are fresh uuids: nothing is overwritten)."""
+        ...
+
+    def open_writer(self, key: str, content_type: str | None = None) -> ObjectWriter:
+        """A writer that stores ``key`` from chunks as they arrive (streaming uploads)."""
         ...
 
     def delete(self, key: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -90,6 +92,15 @@ class FileSystemStore:
         if saved != key:
             raise StoreUnavailable(f"{key} was stored as {saved}")
 
+    def open_writer(self, key: str, content_type: str | None = None) -> LocalFileWriter:
+        """Written to a temporary file beside the object, renamed into place on commit."""
+        path = Path(self._path(key))
+        try:
+            os.makedirs(path.parent, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return LocalFileWriter(path, self._storage.file_permissions_mode, lambda: self.delete(key))
+
     def check(self) -> None:
         root = self._storage.location
         if not (os.path.isdir(root) and os.access(root, os.R_OK | os.W_OK)):
@@ -150,6 +161,47 @@ class FileSystemStore:
             except OSError:
                 return
             directory = directory.parent
+
+
+class LocalFileWriter:
+    """A temporary file in the object's own directory (so the rename is atomic), named
+    ``.<name>.part``; see :class:`mediacache.store.base.ObjectWriter`."""
+
+    def __init__(self, path: Path, mode: int | None, delete: Callable[[], None]) -> None:
+        self._path = path
+        self._mode = mode
+        self._delete = delete
+        self._committed = False
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        self._temporary = Path(name)
+        self._file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def commit(self) -> None:
+        try:
+            self._file.close()
+            if self._mode is not None:  # as FileSystemStorage gives the files it saves
+                os.chmod(self._temporary, self._mode)
+            os.replace(self._temporary, self._path)
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        self._committed = True
+
+    def abort(self) -> None:
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._temporary)
+        if self._committed:
+            with contextlib.suppress(StoreUnavailable, ObjectMissing):
+                self._delete()
 
 
 def _file_chunks(fh: BinaryIO, start: int, end: int | None, chunk: int) -> Chunks:
