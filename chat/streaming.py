@@ -19,6 +19,7 @@ A client that goes away, and any failure, leaves nothing stored.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -27,10 +28,14 @@ from typing import Any, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections
+from django.http import HttpResponse
 from django.http.request import split_domain_port, validate_host
+from django.middleware.security import SecurityMiddleware
 from ninja.errors import HttpError
 
+from config import requestid
 from mediacache.core.asgi_types import ASGIApp, Receive, Scope, Send
 from mediacache.core.counters import STATS
 from mediacache.core.settings import media_settings
@@ -106,7 +111,13 @@ def _refused_by_django(scope: Scope) -> bool:
 
 class _StreamedUpload:
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
         self.headers = {name: value for name, value in scope["headers"]}
+        # The id Django's requests get (config.requestid): on this upload's log lines
+        # and echoed in its answer, so a streamed upload is found in the logs the same way.
+        incoming = self.headers.get(b"x-request-id", b"").decode("latin-1")
+        self.request_id = requestid.accept_or_make(incoming)
+        requestid.current.set(self.request_id)
         self.receive = receive
         self.send = send
         self.ingest: UploadIngest | None = None
@@ -217,14 +228,29 @@ class _StreamedUpload:
         return status, _json(body), headers
 
     async def _respond(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        raw = [
-            (b"content-type", _JSON),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-content-type-options", b"nosniff"),
-        ]
-        raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        raw = _with_django_headers(self.scope, status, body, headers)
+        raw.append((requestid.HEADER.lower().encode(), self.request_id.encode("latin-1")))
         await self.send({"type": "http.response.start", "status": status, "headers": raw})
         await self.send({"type": "http.response.body", "body": body})
+
+
+def _with_django_headers(
+    scope: Scope, status: int, body: bytes, headers: dict[str, str]
+) -> list[tuple[bytes, bytes]]:
+    """The answer's headers as Django's view would send them: its own
+    ``SecurityMiddleware`` adds HSTS (on HTTPS), ``Referrer-Policy``,
+    ``Cross-Origin-Opener-Policy`` and ``nosniff`` from the same settings, so the two
+    entries cannot drift apart."""
+    response = HttpResponse(body, status=status, content_type=_JSON.decode())
+    for name, value in headers.items():
+        response[name] = value
+    request = ASGIRequest(scope, io.BytesIO())  # the body is already read: headers only
+    secured = SecurityMiddleware(lambda _request: response)(request)
+    raw = [(b"content-length", str(len(body)).encode())]
+    raw += [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in secured.items()
+    ]
+    return raw
 
 
 def _authenticated(authorization: bytes) -> bool:

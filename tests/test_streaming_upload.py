@@ -190,6 +190,33 @@ def test_the_answer_is_the_django_views_answer(api, settings, voice_note, name):
     assert len(streamed["created_at"]) == len(viewed["created_at"])  # the same format
 
 
+def test_the_headers_are_the_django_views_headers(api, settings):
+    """Django's SecurityMiddleware headers (HSTS on HTTPS, Referrer-Policy, COOP, nosniff)
+    and the request id, on a 201 and on a refusal, as the view sends them."""
+    compared = ("content-type", "referrer-policy", "cross-origin-opener-policy",
+                "x-content-type-options", "strict-transport-security")  # fmt: skip
+    https = {"X-Forwarded-Proto": "https"}  # the proxy's header the settings believe
+
+    def headers(**kwargs: object) -> list[dict[str, str | None]]:
+        answers = [
+            api.post("/api/attachments/", files={"file": ("a.bin", b"\x01" * 100)}, **kwargs),
+            api.post("/api/attachments/", files={"nofile": ("a.bin", b"x")}, **kwargs),
+        ]
+        assert [a.status_code for a in answers] == [201, 400]
+        for answer in answers:
+            assert answer.headers["x-request-id"]
+        return [{name: a.headers.get(name) for name in compared} for a in answers]
+
+    streamed = headers(headers=https)
+    assert streamed[0]["strict-transport-security"]  # the test settings' HSTS, on HTTPS
+    assert streamed[0]["referrer-policy"]
+    echoed = api.post("/api/attachments/", files={"file": ("a.bin", b"x")},
+                      headers={"X-Request-ID": "proxy-id-123"})  # fmt: skip
+    assert echoed.headers["x-request-id"] == "proxy-id-123"
+    settings.STREAMING_UPLOADS = False
+    assert headers(headers=https) == streamed
+
+
 def test_a_voice_note_field_after_the_file_is_taken(api):
     """Form fields may come before or after the file part; the variant follows them."""
     boundary = "b0undary"
