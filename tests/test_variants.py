@@ -130,7 +130,8 @@ def test_flagged_voice_note_must_be_audio(api):
 
 def test_transcode_time_limit(api, settings):
     media_settings(settings, TRANSCODE_TIMEOUT=0.01)
-    response = api.post("/api/attachments/", files={"file": ("a.wav", audio("wav", 1.0))})
+    # 30 s of audio, whose conversion takes far longer than 10 ms on any machine.
+    response = api.post("/api/attachments/", files={"file": ("a.wav", audio("wav", 30.0))})
     assert response.status_code == 400
     assert "longer than" in response.json()["error"]
 

@@ -41,7 +41,9 @@ def test_uploads_do_not_start_a_process_each(api, voice_note):
 
 def test_a_refused_upload_leaves_nothing_stored(api, s3, settings):
     media_settings(settings, TRANSCODE_TIMEOUT=0.01)
-    response = api.post("/api/attachments/", files={"file": ("a.wav", audio("wav", 1.0))})
+    # 30 s of audio: its conversion takes far longer than 10 ms on any machine (1 s of it
+    # was converted within 10 ms once, by a warm worker on a quiet machine).
+    response = api.post("/api/attachments/", files={"file": ("a.wav", audio("wav", 30.0))})
     assert response.status_code == 400
     assert "longer than" in response.json()["error"]
     assert stored_keys(s3) == []
