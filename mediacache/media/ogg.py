@@ -5,9 +5,12 @@ to say so (``encoders._voice``: passthrough when the format is ``ogg``, the one 
 ``opus`` with one channel and the variant rate is 48 kHz) and to measure it. This reader
 says the same from the bytes: one logical stream, every page whole (capture pattern,
 version 0, Ogg's CRC-32, consecutive sequence numbers, BOS first and EOS last), an
-``OpusHead`` of version 1, one channel, mapping family 0, an ``OpusTags`` that parses,
-and every audio packet framed as RFC 6716 section 3.1-3.2 says. The duration is then
-(last granule position - pre-skip) / 48000, with no decode. Anything else answers None
+``OpusHead`` of version 1, one channel, mapping family 0, an ``OpusTags`` that parses
+(UTF-8 throughout, as PyAV decodes it, and no cover picture, which FFmpeg would make a
+second stream of), every audio packet framed as RFC 6716 section 3.1-3.2 says, and
+granule positions that count exactly the packets' samples from 0 (RFC 7845 section 4;
+the last page may trim its own). The duration is then (last granule position -
+pre-skip) / 48000, what the decoder yields, with no decode. Anything else answers None
 and the caller asks a worker as before. Only files up to a bound are read (all in
 memory, which is why there is one).
 
@@ -35,14 +38,14 @@ property test in ``tests/unit/test_ogg_opus.py`` checks against PyAV on mutated 
 Ogg's CRC (polynomial 0x04C11DB7, not reflected, initial value and final xor 0) is not
 zlib's, but it is zlib's reflected CRC-32 read backwards: the same CRC of the input with
 each byte's bits reversed, the result's bits reversed, and zlib's pre- and post-
-inversion undone. That runs in C; a table-driven loop in Python costs ~1 ms per 10 KB,
-most of what this check saves. The tests hold it to a table-driven reference.
+inversion undone. That runs in C (9 us per 10 KB here); a table-driven loop in Python
+takes 1.4 ms per 10 KB, 10% of the whole upload this check speeds up. The tests hold it
+to a table-driven reference.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import struct
 import zlib
 from typing import Any
@@ -53,9 +56,8 @@ __all__ = ["OGG_FORMAT", "NotRecognised", "ogg_crc", "ogg_opus_voice", "opus_pac
 
 OGG_FORMAT = "ogg"  # FFmpeg's name for the Ogg demuxer: what a probe would say
 OPUS_RATE = 48000  # Opus granule positions always count 48 kHz samples
-_PAGE_HEADER = struct.Struct(
-    "<4sBBqIIIB"
-)  # capture, version, flags, granule, serial, seq, crc, segments
+# capture pattern, version, flags, granule position, serial, sequence, CRC, segment count
+_PAGE_HEADER = struct.Struct("<4sBBqIIIB")
 _CONTINUED, _BOS, _EOS = 0x01, 0x02, 0x04
 _NO_GRANULE = -1  # a page on which no packet ends
 _MAX_FRAME_BYTES = 1275
@@ -271,13 +273,19 @@ def _duration(data: bytes) -> float:
     tags_alone = len(pages[tags_page][2]) == 1 and pages[tags_page][3]
     if not tags_alone or pages[tags_page][1] != 0:
         raise NotRecognised  # RFC 7845: the audio starts on a page of its own
-    total = sum(opus_packet_samples(packet) for packet, _page in audio)
-    granules = [granule for _f, granule, _p, _c in pages[tags_page + 1 :] if granule != -1]
-    if any(later < earlier for earlier, later in itertools.pairwise(granules)):
-        raise NotRecognised
-    last = granules[-1]
-    if not pre_skip < last <= total:
-        raise NotRecognised
+    completed = [0] * len(pages)  # samples of the packets each page completes
+    for packet, page in audio:
+        completed[page] += opus_packet_samples(packet)
+    ending = [i for i in range(tags_page + 1, len(pages)) if pages[i][1] != _NO_GRANULE]
+    total = 0
+    for index in ending[:-1]:  # RFC 7845 section 4: a stream starting at 0 counts every sample
+        total += completed[index]
+        if pages[index][1] != total:
+            raise NotRecognised
+    last, before = pages[ending[-1]][1], total
+    total += completed[ending[-1]]
+    if not (before <= last <= total and last > pre_skip):
+        raise NotRecognised  # the last page may trim its own samples, no more
     return (last - pre_skip) / OPUS_RATE
 
 

@@ -166,6 +166,21 @@ def test_a_stream_without_eos_is_refused():
     assert read(b"".join(with_crc(page) for page in found)) is None
 
 
+def test_granule_positions_that_do_not_count_the_samples_are_refused():
+    found = pages(FIXTURE)
+    assert len(found) > 3  # head, tags, and more than one audio page
+    (granule,) = struct.unpack_from("<q", found[2], 6)
+    found[2][6:14] = struct.pack("<q", granule + 1)
+    assert read(b"".join(with_crc(page) for page in found)) is None
+
+
+def test_a_last_granule_past_the_samples_is_refused():
+    found = pages(FIXTURE)
+    (granule,) = struct.unpack_from("<q", found[-1], 6)
+    found[-1][6:14] = struct.pack("<q", granule + 48000)
+    assert read(b"".join(with_crc(page) for page in found)) is None
+
+
 def test_multiplexed_streams_are_refused():
     first, second = pages(FIXTURE), pages(FIXTURE)
     for page in second:
@@ -278,3 +293,4 @@ def test_what_it_accepts_the_decoder_passes_through(tmp_path_factory, changes, r
     assert worker["ok"], worker.get("error")
     assert worker["passthrough"]
     assert worker["duration"] > 0
+    assert abs(worker["duration"] - seen["duration"]) <= 0.001
