@@ -258,7 +258,8 @@ def fill_waveform(attachment_id: int) -> str:
     """The waveform of a voice note stored as is from its headers (no decode at upload):
     decoded in this process's conversion pool and recorded once. Sends never wait for it
     (WhatsApp is sent the file; the waveform is for the chat's own player). A failure is
-    logged and counted, and the row keeps ``waveform: null``."""
+    logged, counted and noted in ``media_info`` (``waveform_error``); the row keeps
+    ``waveform: null``."""
     from mediacache.media.transcode import TranscodeError, voice_variant
     from mediacache.media.variants import local_path
 
@@ -277,17 +278,27 @@ def fill_waveform(attachment_id: int) -> str:
             )
     except Exception as exc:  # the decoder's refusal, or the store's: the row keeps null
         reason = exc.reason if isinstance(exc, TranscodeError) else repr(exc)
-        logger.error("[CHAT] waveform of attachment %s failed: %s", attachment_id, reason)
-        STATS.count_event("waveform:failed")
-        return "failed"
+        return _waveform_failed(row, reason)
     if outcome.waveform is None:
-        STATS.count_event("waveform:failed")
-        return "failed"
+        return _waveform_failed(row, "the decoder gave no waveform")
     updated = MessageAttachment.objects.filter(pk=attachment_id, waveform__isnull=True).update(
         waveform=outcome.waveform
     )
     STATS.count_event("waveform:filled")
     return "filled" if updated else "skipped"
+
+
+def _waveform_failed(row: MessageAttachment, reason: str) -> str:
+    """Logged, counted, and noted in ``media_info`` so recovery does not try it forever;
+    the row keeps ``waveform: null``."""
+    from .recovery import WAVEFORM_ERROR
+
+    logger.error("[CHAT] waveform of attachment %s failed: %s", row.pk, reason)
+    STATS.count_event("waveform:failed")
+    MessageAttachment.objects.filter(pk=row.pk, waveform__isnull=True).update(
+        media_info={**(row.media_info or {}), WAVEFORM_ERROR: reason}
+    )
+    return "failed"
 
 
 def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:
