@@ -9,6 +9,9 @@ start and every WORKER_RECOVERY_INTERVAL seconds (``manage.py run_worker``).
   job): enqueued again; the task's claim makes a duplicate harmless.
 * a large voice note whose variant is still pending after the grace period: its task was
   lost too; enqueued again (the row is updated only while it has no variant).
+* a voice note stored as is from its headers whose waveform is still missing after the
+  grace period, and never failed (a failure is noted in ``media_info``): its
+  ``fill_waveform`` was lost; enqueued again (the row is updated only while it has none).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from .models import Message, MessageAttachment, WebhookEvent
 
 logger = logging.getLogger("chat")
 
-GRACE = timedelta(seconds=60)  # a task normally starts well within this
+GRACE = timedelta(seconds=60)
+# The media_info key where a waveform that could not be made says why (chat.services).
+WAVEFORM_ERROR = "waveform_error"  # a task normally starts well within this
 UNKNOWN_AFTER_CRASH = (
     "The worker stopped while the request to Evolution was in flight: the message may "
     "have been sent. Action: check the chat in WhatsApp before re-sending."
@@ -31,7 +36,13 @@ UNKNOWN_AFTER_CRASH = (
 
 
 def recover(now=None) -> dict[str, int]:
-    from .tasks import build_variant, enqueue_after_commit, enqueue_event, enqueue_send
+    from .tasks import (
+        build_variant,
+        enqueue_after_commit,
+        enqueue_event,
+        enqueue_send,
+        fill_waveform,
+    )
 
     now = now or timezone.now()
     stalled = Message.objects.filter(
@@ -77,12 +88,25 @@ def recover(now=None) -> dict[str, int]:
     )
     for attachment_id in variants:
         enqueue_after_commit(build_variant, attachment_id)
+    waveforms = list(
+        MessageAttachment.objects.filter(
+            waveform__isnull=True,
+            media_info__from="header",
+            media_info__format="ogg",
+            created_at__lt=now - GRACE,
+        )
+        .exclude(media_info__has_key=WAVEFORM_ERROR)
+        .values_list("pk", flat=True)[:100]
+    )
+    for attachment_id in waveforms:
+        enqueue_after_commit(fill_waveform, attachment_id)
     counts = {
         "requeued": requeued,
         "unknown": unknown,
         "reenqueued": len(resent),
         "events_reenqueued": len(events),
         "variants_reenqueued": len(variants),
+        "waveforms_reenqueued": len(waveforms),
     }
     if any(counts.values()):
         logger.warning("[CHAT] recovery: %s", counts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -12,6 +14,7 @@ from django.conf import settings
 from django.core.files.base import File
 from django.db import DatabaseError, transaction
 
+from mediacache.core.counters import STATS
 from mediacache.core.hashes import original_key
 from mediacache.core.settings import media_settings
 from mediacache.engine import get_engine
@@ -73,7 +76,12 @@ def create_attachment(
     attachment: MessageAttachment | None = None
     try:
         with prepare(
-            upload, kind, voice_note=voice_note, strict=for_sending, images=for_sending
+            upload,
+            kind,
+            voice_note=voice_note,
+            strict=for_sending,
+            images=for_sending,
+            voice_from_header=True,
         ) as prepared:
             if not is_stored:
                 if written is None:
@@ -149,7 +157,12 @@ def _record(
     )
     attachment.file.name = stored_key
     try:
-        attachment.save()
+        with transaction.atomic():
+            attachment.save()
+            if prepared.waveform_pending:
+                from .tasks import enqueue_after_commit, fill_waveform
+
+                enqueue_after_commit(fill_waveform, attachment.pk)
     except DatabaseError:
         logger.error("[CHAT] database write failed, removing stored object %s", stored_key)
         if variant_key and variant_key != stored_key:
@@ -239,6 +252,53 @@ def build_pending_variant(attachment_id: int) -> str:
     MessageAttachment.objects.filter(pk=attachment_id).update(variant_pending=False)
     logger.info("[CHAT] variant of attachment %s: %s", attachment_id, outcome)
     return outcome
+
+
+def fill_waveform(attachment_id: int) -> str:
+    """The waveform of a voice note stored as is from its headers (no decode at upload):
+    decoded in this process's conversion pool and recorded once. Sends never wait for it
+    (WhatsApp is sent the file; the waveform is for the chat's own player). A failure is
+    logged, counted and noted in ``media_info`` (``waveform_error``); the row keeps
+    ``waveform: null``."""
+    from mediacache.media.transcode import TranscodeError, voice_variant
+    from mediacache.media.variants import local_path
+
+    row = MessageAttachment.objects.filter(pk=attachment_id, waveform__isnull=True).first()
+    if row is None:
+        return "skipped"
+    key = row.file.name
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="mediacache-waveform-") as workdir,
+            row.file.storage.open(key, "rb") as opened,
+            local_path(File(opened, name=key)) as in_path,
+        ):
+            outcome = voice_variant(
+                in_path, os.path.join(workdir, "unused.ogg"), name=row.original_filename
+            )
+    except Exception as exc:  # the decoder's refusal, or the store's: the row keeps null
+        reason = exc.reason if isinstance(exc, TranscodeError) else repr(exc)
+        return _waveform_failed(row, reason)
+    if outcome.waveform is None:
+        return _waveform_failed(row, "the decoder gave no waveform")
+    updated = MessageAttachment.objects.filter(pk=attachment_id, waveform__isnull=True).update(
+        waveform=outcome.waveform
+    )
+    STATS.count_event("waveform:filled")
+    return "filled" if updated else "skipped"
+
+
+def _waveform_failed(row: MessageAttachment, reason: str) -> str:
+    """Logged, counted, and noted in ``media_info`` so recovery does not try it forever;
+    the row keeps ``waveform: null``."""
+    from .recovery import WAVEFORM_ERROR
+
+    logger.error("[CHAT] waveform of attachment %s failed: %s", row.pk, reason)
+    STATS.count_event("waveform:failed")
+    MessageAttachment.objects.filter(pk=row.pk, waveform__isnull=True).update(
+        media_info={**(row.media_info or {}), WAVEFORM_ERROR: reason}
+    )
+    return "failed"
 
 
 def warm(attachment: MessageAttachment, upload: File, variant_path: str | None = None) -> None:

@@ -47,6 +47,14 @@ def build_variant(attachment_id: int) -> str:
 
 
 @task()
+def fill_waveform(attachment_id: int) -> str:
+    """The waveform of a voice note stored as is from its headers (no decode at upload)."""
+    from .services import fill_waveform as fill
+
+    return fill(attachment_id)
+
+
+@task()
 def recover_stalled() -> dict[str, int]:
     from .recovery import recover
 

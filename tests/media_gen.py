@@ -50,6 +50,19 @@ def _pcm_frames(rate: int, layout: str, seconds: float, *, noise: bool = False):
 def audio(kind: str, seconds: float = 3.0, *, noise: bool = False) -> bytes:
     """``seconds`` of audio in one of :data:`AUDIO_FORMATS`."""
     container_format, codec, rate, layout, _name = AUDIO_FORMATS[kind]
+    return encoded(container_format, codec, rate, layout, seconds, noise=noise)
+
+
+def encoded(
+    container_format: str,
+    codec: str,
+    rate: int,
+    layout: str,
+    seconds: float,
+    *,
+    noise: bool = False,
+) -> bytes:
+    """``seconds`` of audio in any container, codec, rate and layout PyAV can write."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as output:
         stream = output.add_stream(codec, rate=rate, layout=layout)

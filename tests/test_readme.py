@@ -182,7 +182,7 @@ def test_try_it_runs_as_written(checkout):
     for name, shown in sample.items():
         if name in ("created_at", "expires_at"):
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", answer[name])
-        elif name == "waveform":
+        elif name == "waveform" and shown is not None:
             assert answer[name][: len(shown)] == shown
             assert len(answer[name]) == 64
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import httpx
 import pytest
@@ -32,18 +33,35 @@ def stored_keys(s3) -> list[str]:
     return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
 
 
+def waveform_once_filled(attachment_id: int) -> list[int]:
+    """The waveform the task worker records (chat.tasks.fill_waveform) once it has run."""
+    from chat.models import MessageAttachment
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waveform = MessageAttachment.objects.get(pk=attachment_id).waveform
+        if waveform is not None:
+            return list(waveform)
+        time.sleep(0.05)
+    raise AssertionError(f"no waveform recorded for attachment {attachment_id}")
+
+
 # -- voice notes --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", list(AUDIO_FORMATS))
-def test_every_voice_note_format_is_served_as_ogg_opus_mono(api, kind):
+def test_every_voice_note_format_is_served_as_ogg_opus_mono(api, tasks_worker, kind):
     body = audio(kind, SECONDS)
     source = decoded(body)
     created = upload(api, body, file_name(kind))
 
     assert created["variant_mime_type"] == OPUS
     assert abs(created["duration_seconds"] - source["duration"]) <= 0.05
-    waveform = created["waveform"]
+    if kind == "ogg_opus_mono":  # recognised from its pages: the waveform comes after
+        assert created["waveform"] is None
+        waveform = waveform_once_filled(created["id"])
+    else:
+        waveform = created["waveform"]
     assert len(waveform) == 64
     assert all(isinstance(v, int) and 0 <= v <= 100 for v in waveform)
     assert max(waveform) == 100

@@ -29,14 +29,88 @@ def media_settings(settings, **values) -> None:
     settings.MEDIACACHE = {**settings.MEDIACACHE, **values}
 
 
-def test_uploads_do_not_start_a_process_each(api, voice_note):
+def test_uploads_do_not_start_a_process_each(api):
+    recording = audio("wav", 0.5)  # converted: a worker's job
     pool.shutdown()  # a fresh pool, to count what these uploads start
     for i in range(6):
-        created = upload(api, voice_note, f"v{i}.ogg")
+        created = upload(api, recording, f"v{i}.wav")
         assert created["variant_mime_type"] == "audio/ogg; codecs=opus"
     current = pool.current()
     assert current is not None
     assert current.started == 1  # sequential uploads: one worker did every job
+
+
+def test_an_ogg_opus_voice_note_is_stored_without_a_conversion(api, voice_note, tasks_worker):
+    """Recognised from its pages: no worker at upload; the task worker fills the waveform."""
+    pool.shutdown()
+    created = upload(api, voice_note, "voice.ogg")
+    assert pool.current() is None  # this process started no conversion
+    assert created["variant_mime_type"] == "audio/ogg; codecs=opus"
+    assert created["variant_size"] == len(voice_note)
+    assert created["duration_seconds"] == 1.821
+    assert created["waveform"] is None
+    row = MessageAttachment.objects.get(pk=created["id"])
+    assert row.media_info["from"] == "header"
+    assert httpx.get(created["short_url"]).content == voice_note
+    deadline = time.monotonic() + 30
+    while (waveform := api.get(f"/api/attachments/{created['id']}").json()["waveform"]) is None:
+        assert time.monotonic() < deadline, "the waveform was never filled"
+        time.sleep(0.05)
+    assert len(waveform) == 64
+    assert max(waveform) == 100
+
+
+def test_a_waveform_that_cannot_be_made_leaves_null(api, voice_note, s3, caplog):
+    """The stored object is gone when the task runs: logged, counted, the row unchanged."""
+    from chat.services import fill_waveform
+    from mediacache.core.counters import STATS
+
+    created = upload(api, voice_note, "voice.ogg")
+    row = MessageAttachment.objects.get(pk=created["id"])
+    s3.delete_object(Bucket=BUCKET, Key=row.file.name)
+    STATS.take()
+    assert fill_waveform(row.pk) == "failed"
+    assert STATS.take().events.get("waveform:failed") == 1
+    assert "waveform of attachment" in caplog.text
+    row.refresh_from_db()
+    assert row.waveform is None
+    assert "waveform_error" in row.media_info  # so recovery does not try it forever
+    assert fill_waveform(row.pk) == "failed"  # tried again by hand: still null
+
+
+def test_a_lost_waveform_task_is_enqueued_again_by_recovery(api, voice_note):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    from chat.recovery import recover
+
+    created = upload(api, voice_note, "voice.ogg")
+    failed = upload(api, voice_note, "broken.ogg")
+    queued = DBTaskResult.objects.filter(task_path="chat.tasks.fill_waveform")
+    assert queued.count() == 2  # enqueued in the upload's transaction
+    queued.delete()  # lost, as with a queue that was down
+    long_ago = timezone.now() - timedelta(minutes=5)
+    MessageAttachment.objects.update(created_at=long_ago)
+    row = MessageAttachment.objects.get(pk=failed["id"])
+    MessageAttachment.objects.filter(pk=row.pk).update(
+        media_info={**row.media_info, "waveform_error": "gone"}
+    )
+
+    assert recover()["waveforms_reenqueued"] == 1
+    (again,) = queued.all()
+    assert again.args_kwargs["args"] == [created["id"]]
+
+
+def test_a_filled_waveform_is_not_made_twice(api, voice_note):
+    from chat.services import fill_waveform
+
+    created = upload(api, voice_note, "voice.ogg")
+    assert fill_waveform(created["id"]) == "filled"
+    first = MessageAttachment.objects.get(pk=created["id"]).waveform
+    assert fill_waveform(created["id"]) == "skipped"
+    assert MessageAttachment.objects.get(pk=created["id"]).waveform == first
 
 
 def test_a_refused_upload_leaves_nothing_stored(api, s3, settings):
@@ -96,7 +170,8 @@ def test_a_conversion_worker_killed_mid_job_refuses_that_upload_only(api, s3, vo
     assert httpx.get(served["short_url"]).content == voice_note
     assert MessageAttachment.objects.count() == 1
     assert len(stored_keys(s3)) == 1
-    assert upload(api, voice_note, "next.ogg")["variant_mime_type"] == "audio/ogg; codecs=opus"
+    next_one = upload(api, audio("wav", 0.5), "next.wav")
+    assert next_one["variant_mime_type"] == "audio/ogg; codecs=opus"
 
 
 @pytest.mark.parametrize(("codec", "from_header"), [("libx264", True), ("mpeg4", False)])

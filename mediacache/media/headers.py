@@ -11,9 +11,9 @@ answers None, and the caller asks a worker as before.
 WhatsApp's video format, stored as is. What it says has the keys of the worker's probe
 (``format``, ``video``, ``audio``, ``width``, ``height``, ``channels``, ``sample_rate``,
 ``duration``). A JPEG within the limits needs no reading at all (it is stored as is
-on its sniffed type). A mono Ogg Opus voice note is not read here although its first
-page would say what it is: its answer carries a waveform and a duration, which take
-a decode, and that decode is also what proves the audio plays -- so it goes to a worker.
+on its sniffed type). A mono Ogg Opus voice note is read by :mod:`mediacache.media.ogg`
+(every page and packet, not just the first page: that is what proves it plays); its
+waveform, which takes a decode, is made afterwards by a background task.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@
   say why it cannot go as video. An MP4 of H.264 (+ AAC), WhatsApp's own video format,
   is read from its headers in this process (:mod:`mediacache.media.headers`); any other
   video is probed by a worker.
+* A mono Ogg Opus voice note within ``VOICE_PLAY_BUTTON_BYTES`` is recognised from its
+  pages in this process (:mod:`mediacache.media.ogg`) when the caller allows it
+  (``voice_from_header``): stored as is, with its duration but no waveform yet
+  (``waveform_pending``: the caller has it computed in the background).
 
 The conversion runs in a long-lived worker process with a time limit
 (:mod:`mediacache.media.transcode`, :mod:`mediacache.media.pool`).
@@ -35,7 +39,7 @@ from typing import Any
 from django.core.files.base import File
 
 from mediacache.core.settings import media_settings
-from mediacache.media import headers, transcode
+from mediacache.media import headers, ogg, transcode
 from mediacache.media.transcode import TranscodeError
 from mediacache.media.types import (
     AUDIO_TYPE_OF_CONTAINER,
@@ -73,6 +77,8 @@ class Prepared:
     # The upload's own type once decoding showed it holds no video: a browser's WebM
     # recording is sniffed as video/webm, but it is audio/webm.
     original_mime_type: str | None = None
+    # Recognised from its headers: its waveform, which takes a decode, is still to make.
+    waveform_pending: bool = False
 
     @property
     def has_variant(self) -> bool:
@@ -164,8 +170,12 @@ def prepare(
     voice_note: bool | None = None,
     strict: bool = True,
     images: bool = True,
+    voice_from_header: bool = False,
 ) -> Iterator[Prepared]:
     """Make the variant of ``upload`` in a temporary file (removed on exit).
+
+    ``voice_from_header``: a mono Ogg Opus voice note that reads well from its pages is
+    passed through without a decode, its waveform left to the caller (``waveform_pending``).
 
     Raises :class:`UndecodableMedia` when a required conversion fails and
     ``strict``; otherwise logs and yields an empty :class:`Prepared`. Its reason
@@ -181,6 +191,11 @@ def prepare(
         if seen is not None:  # H.264 (+ AAC) in MP4: WhatsApp's video, stored as is
             yield Prepared(media_info=seen)
             return
+    if action.startswith("voice") and voice_from_header:
+        recognised = _ogg_opus_voice(upload, kind)
+        if recognised is not None:
+            yield recognised
+            return
     workdir = tempfile.mkdtemp(prefix="mediacache-variant-")
     try:
         name = os.path.basename(upload.name or "") or transcode.THE_FILE
@@ -192,6 +207,36 @@ def prepare(
         yield prepared
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ogg_opus_voice(upload: File[Any], kind: SniffedType) -> Prepared | None:
+    """The passthrough the worker would decide, read from the pages: the worker passes
+    through mono Ogg Opus only when the variant's rate is Opus's own 48 kHz."""
+    settings = media_settings()
+    if settings.VOICE_SAMPLE_RATE != ogg.OPUS_RATE:
+        return None
+    seen = ogg.ogg_opus_voice(upload, max_bytes=settings.VOICE_PLAY_BUTTON_BYTES)
+    if seen is None:
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: upload.read(1024 * 1024), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    upload.seek(0)
+    base = kind.mime_type.split(";", 1)[0].lower()
+    logger.info("[MEDIA] voice variant passed through from its headers: %.2f s", seen["duration"])
+    return Prepared(
+        passthrough=True,
+        mime_type=VOICE_CONTENT_TYPE,
+        extension=".ogg",
+        size=size,
+        sha256=digest.hexdigest(),
+        duration=round(seen["duration"], 3),
+        media_info=seen,
+        original_mime_type=AUDIO_TYPE_OF_CONTAINER.get(base),
+        waveform_pending=True,
+    )
 
 
 def _run(action: str, in_path: str, workdir: str, *, required: bool, name: str) -> Prepared:
