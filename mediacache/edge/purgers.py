@@ -141,9 +141,8 @@ class FastlyPurger(_HttpPurger):
         return f"keys={len(tags)}"
 
 
-class VarnishPurger(_HttpPurger):
-    name = "varnish"
-    max_batch = 100
+class _NodesPurger(_HttpPurger):
+    """Shared by the purgers that ask each cache node of ``EDGE_PURGE_URLS`` themselves."""
 
     def __init__(
         self,
@@ -154,6 +153,11 @@ class VarnishPurger(_HttpPurger):
     ) -> None:
         super().__init__(timeout=timeout, transport=transport)
         self.nodes = list(nodes)
+
+
+class VarnishPurger(_NodesPurger):
+    name = "varnish"
+    max_batch = 100
 
     def purge(self, keys: Sequence[str]) -> str:
         """Every node, even after one failed; fails if any did (the retry asks all again:
@@ -170,7 +174,7 @@ class VarnishPurger(_HttpPurger):
         return f"keys={len(tags.split())} nodes={len(self.nodes)}"
 
 
-class NginxPurger(_HttpPurger):
+class NginxPurger(_NodesPurger):
     """One purge request per media key and node, on one kept-alive connection per node.
 
     ``GET /.edge-purge/media/<key>``: ``deploy/edge/nginx-edge.conf`` stores an already
@@ -185,15 +189,9 @@ class NginxPurger(_HttpPurger):
     name = "nginx"
     max_batch = 50  # keys per batch: up to 50 requests per node, each well under 1 ms
 
-    def __init__(
-        self,
-        *,
-        nodes: Sequence[str],
-        timeout: float,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(timeout=timeout, transport=transport)
-        self.nodes = [node.rstrip("/") for node in nodes]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nodes = [node.rstrip("/") for node in self.nodes]  # a path is appended
 
     def purge(self, keys: Sequence[str]) -> str:
         paths = _unique([f"{NGINX_PURGE_PREFIX}/media/{key}" for key in keys])
