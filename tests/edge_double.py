@@ -10,12 +10,14 @@ until ``release()``, for "the delete does not wait for the edge").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 CLOUDFRONT_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Invalidation xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/">
@@ -121,3 +123,17 @@ class EdgeDouble:
             self._arrived.wait_for(lambda: len(self.requests) >= n, timeout)
             assert len(self.requests) >= n, self.requests
             return self.requests[:n]
+
+
+@contextlib.contextmanager
+def engine_purging(hook: Any) -> Iterator[Any]:
+    """This process's engine purges through ``hook`` for the test (``Engine.edge`` is a
+    cached property: set in the instance's dict, dropped after)."""
+    from mediacache.engine import get_engine
+
+    engine = get_engine()
+    engine.__dict__["edge"] = hook
+    try:
+        yield hook
+    finally:
+        engine.__dict__.pop("edge", None)

@@ -12,7 +12,7 @@ from mediacache.edge import CloudflarePurger, EdgePurgeHook
 from mediacache.engine import get_engine
 from mediacache.serving.app import MediaApp
 from tests.conftest import upload
-from tests.edge_double import EdgeDouble
+from tests.edge_double import EdgeDouble, engine_purging
 
 
 @pytest.fixture
@@ -32,16 +32,12 @@ def fast_answers(monkeypatch) -> list[int]:
 @pytest.fixture
 def edge() -> Iterator[EdgeDouble]:
     """The process's engine purges a Cloudflare double, by tag, for the test."""
-    engine = get_engine()
     with EdgeDouble() as double:
         purger = CloudflarePurger(
             zone_id="zone", token="t", link_of=str, api_url=double.url, timeout=5
         )
-        engine.__dict__["edge"] = EdgePurgeHook(purger, backoff=0.01)
-        try:
+        with engine_purging(EdgePurgeHook(purger, backoff=0.01)):
             yield double
-        finally:
-            engine.__dict__.pop("edge", None)
 
 
 def shared_cache_headers(response: httpx.Response) -> tuple[str, str, str]:

@@ -18,7 +18,7 @@ from mediacache.core.settings import MediaSettings
 from mediacache.edge import NginxPurger, PurgeFailed, edge_hook_for
 from mediacache.engine import get_engine
 from tests.conftest import upload
-from tests.edge_double import EdgeDouble
+from tests.edge_double import EdgeDouble, engine_purging
 from tests.nginx_edge import INSTALL_HINT, nginx, nginx_edge_argv
 from tests.servers import free_port
 
@@ -58,13 +58,9 @@ def running_edge(workdir: Path, backend_url: str) -> Iterator[str]:
 def edge(live, tmp_path: Path) -> Iterator[str]:
     """nginx in front of the live service; the engine purges it. Its URL."""
     with running_edge(tmp_path / "edge", live.url) as url:
-        engine = get_engine()
         settings = MediaSettings(EDGE_PURGE="nginx", EDGE_PURGE_URLS=(url + "/",))
-        engine.__dict__["edge"] = edge_hook_for(settings)
-        try:
+        with engine_purging(edge_hook_for(settings)):
             yield url
-        finally:
-            engine.__dict__.pop("edge", None)
 
 
 def _cached(edge: str, path: str) -> None:

@@ -16,6 +16,7 @@ from mediacache.core.settings import MediaSettings
 from mediacache.edge import edge_hook_for
 from mediacache.engine import get_engine
 from tests.conftest import upload
+from tests.edge_double import engine_purging
 from tests.servers import free_port
 from tests.varnish import varnish_argv, varnishd
 
@@ -33,23 +34,21 @@ def varnish(live, tmp_path: Path) -> Iterator[str]:
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    engine = get_engine()
     settings = MediaSettings(EDGE_PURGE="varnish", EDGE_PURGE_URLS=(url + "/",))
-    engine.__dict__["edge"] = edge_hook_for(settings)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # up, and the backend's probe says healthy
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield url
+        with engine_purging(edge_hook_for(settings)):
+            deadline = time.monotonic() + 30
+            while True:  # up, and the backend's probe says healthy
+                assert process.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            yield url
     finally:
-        engine.__dict__.pop("edge", None)
         process.terminate()
         try:
             process.wait(timeout=10)
